@@ -45,7 +45,9 @@ class ZeroSumParallelEnv(ParallelEnv):
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        obs, info = self.game.reset(seed=seed, options=options)
+        # PettingZoo's API test passes arbitrary options; forward the game's own ("params"), ignore others.
+        game_options = {"params": options["params"]} if options and "params" in options else None
+        obs, info = self.game.reset(seed=seed, options=game_options)
         self.agents = list(self.possible_agents)
         return {a: obs for a in self.agents}, {a: dict(info) for a in self.agents}
 

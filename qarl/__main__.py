@@ -1,0 +1,5 @@
+import sys
+
+from qarl.cli import main
+
+sys.exit(main())
