@@ -20,6 +20,15 @@ from qarl import __version__
 DEMO_TASKS = ("gym/HalfCheetah-v5", "dmc/cheetah-run")
 
 
+def _trial_errors() -> tuple[type[Exception], ...]:
+    from qarl.algorithms import UnknownAlgorithmError
+    from qarl.config import ConfigError
+    from qarl.training.checkpoint import CheckpointError
+    from qarl.training.run import TrialError
+
+    return (TrialError, CheckpointError, ConfigError, UnknownAlgorithmError)
+
+
 class UserError(Exception):
     """A mistake in the command's input: reported as one line, no traceback."""
 
@@ -122,6 +131,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_algos(args: argparse.Namespace) -> int:
+    from qarl.algorithms import get_algorithm, list_algorithms
+
+    for name in list_algorithms():
+        doc = (get_algorithm(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:20s} {doc}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """One trial in its run directory; ``--resume`` continues an interrupted one."""
+    import signal
+
+    from qarl.config import parse_overrides
+    from qarl.training.run import resolve_config, run_dir_for, run_trial, trial_summary
+
+    if args.iterations is not None and args.iterations < 1:
+        raise UserError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    run_dir = run_dir_for(args.out, args.experiment, args.task, args.algo, args.seed)
+    if args.resume:
+        if args.set:
+            raise UserError("--set cannot change a run being resumed; it continues with its saved config.yaml")
+        config = None
+        envs.spec(args.task)
+    else:
+        try:
+            config = resolve_config(args.task, args.algo, args.seed, args.scale, parse_overrides(args.set or []))
+        except ValueError as exc:  # unknown task or method, bad --set values: the message names the key
+            raise UserError(str(exc)) from None
+
+    def _terminate(signum, frame):  # record "interrupted" in meta.json on SIGTERM as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    meta = run_trial(config, run_dir=run_dir, resume=args.resume, iterations=args.iterations)
+    print(trial_summary(meta), file=sys.stderr)
+    return 0 if meta["status"] == "completed" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qarl",
@@ -141,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="control steps per episode (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of games and random players (default 0)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train one trial (task, method, seed) into its run directory")
+    p.add_argument("--task", required=True, help="task id (see `qarl tasks`)")
+    p.add_argument("--algo", required=True, help="method name (see `qarl algos`)")
+    p.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    p.add_argument(
+        "--scale", choices=["smoke", "small", "paper"], default="smoke", help="budget preset (default smoke)"
+    )
+    p.add_argument("--iterations", type=int, help="override the scale's number of iterations")
+    p.add_argument("--out", default="runs", help="storage folder (default ./runs)")
+    p.add_argument("--experiment", default="default", help="experiment name, a sub-folder of --out")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. protagonist.actor_lr=3e-4"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("algos", help="list the registered methods")
+    p.set_defaults(func=cmd_algos)
     return parser
 
 
@@ -152,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (UserError, envs.UnknownTaskError) as exc:
+    except (UserError, envs.UnknownTaskError, *_trial_errors()) as exc:
         print(f"qarl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,238 @@
+"""The two-player training loop (DESIGN.md section 4).
+
+Per iteration: the method's curriculum hook, then one learning phase per entry of ``phases`` (RARL: the
+adversary's 5 episodes, then the protagonist's 5), in which one player learns and the other is frozen but
+keeps acting stochastically; a frozen player's transitions never enter its buffer. After the phases:
+evaluation episodes against the adversary and with zero force, and one progress row.
+
+Every episode is reset with its own seed derived from the trial seed (training episodes by their running
+index, evaluation episodes by their index within the evaluation, so that every iteration is evaluated on
+the same initial states). Together with the global numpy/torch generators, saved in checkpoints, this makes
+a run a deterministic function of its seed and config.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+
+import envs
+from qarl.training.checkpoint import load_player_state, player_state, rng_state, set_rng_state
+from qarl.training.sac import Player, SACConfig
+
+PROTAGONIST, ADVERSARY = "protagonist", "adversary"
+_TRAIN, _EVAL_ADV, _EVAL_ZERO = 1, 2, 3  # seed-stream tags
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The two-player loop's schedule (defaults: paper scale)."""
+
+    iterations: int = 200
+    """Training iterations."""
+    episodes_per_phase: int = 5
+    """Episodes of each learning phase per iteration."""
+    eval_episodes: int = 2
+    """Evaluation episodes per iteration, each against the adversary and with zero force."""
+    horizon: int = 1000
+    """Control steps per episode."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many iterations (and after the last one)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (the newest ones)."""
+    adversary_bound: float | None = None
+    """Adversary force bound in N (or N·m); None: the task's default."""
+    torch_threads: int = 1
+    """torch intra-op threads of the trial (its CPU allowance)."""
+    eval_deterministic: bool = True
+    """Evaluate with the players' mean actions (False: sample them)."""
+
+    def validate(self) -> None:
+        for name in ("iterations", "episodes_per_phase", "horizon", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_episodes < 0:
+            raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
+        if self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be at least 1, got {self.torch_threads}")
+        if self.adversary_bound is not None and not (math.isfinite(self.adversary_bound) and self.adversary_bound >= 0):
+            raise ValueError(f"adversary_bound must be a finite number >= 0, got {self.adversary_bound}")
+
+
+def episode_seed(seed: int, stream: int, index: int) -> int:
+    """A 32-bit reset seed for episode ``index`` of a stream, independent across streams and trial seeds."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+class TwoPlayerTrainer:
+    """Base class of every method. Subclasses build the players and may override the hooks below."""
+
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = object
+    phases: ClassVar[tuple[str, ...]] = (ADVERSARY, PROTAGONIST)
+
+    def __init__(self, task_id: str, config: Any, loop: LoopConfig, seed: int) -> None:
+        self.task_id, self.config, self.loop, self.seed = task_id, config, loop, seed
+        th.set_num_threads(loop.torch_threads)
+        # SB3 samples minibatches from numpy's global generator and actions from torch's.
+        np.random.seed(seed)
+        th.manual_seed(seed)
+        self.game = envs.make(task_id, horizon=loop.horizon, adversary_bound=loop.adversary_bound)
+        self.eval_game = envs.make(task_id, horizon=loop.horizon, adversary_bound=loop.adversary_bound)
+        self.players: dict[str, Player] = self.build_players()
+        self.iteration = 0
+        self.env_steps = 0
+        self.train_episodes = 0
+
+    # ------------------------------------------------------------------ hooks for methods
+    def build_players(self) -> dict[str, Player]:
+        raise NotImplementedError
+
+    def _make_player(self, name: str, config: SACConfig) -> Player:
+        g = self.game
+        action_space = g.protagonist_action_space if name == PROTAGONIST else g.adversary_action_space
+        return Player(name, config, self.observation_space(name), action_space)
+
+    def observation_space(self, player: str):
+        """The observation space a player's networks see (methods may extend the game's)."""
+        return self.game.observation_space
+
+    def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
+        """The observation a player sees (methods may append curriculum values)."""
+        return obs
+
+    def adversary_force(self, action: np.ndarray) -> np.ndarray:
+        """The force written to the game for an adversary action (methods may rescale it)."""
+        return action
+
+    def begin_iteration(self) -> None:
+        """Called before the iteration's phases (e.g. to sample curriculum values)."""
+
+    def begin_episode(self, phase: str) -> None:
+        """Called before each training episode."""
+
+    def end_episode(self, phase: str, ret: float, discounted_return: float) -> None:
+        """Called after each training episode with the protagonist's return and discounted return."""
+
+    def extra_stats(self) -> dict[str, float]:
+        """Method-specific progress columns."""
+        return {}
+
+    def method_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------------ the loop
+    def play_episode(self, game, seed: int, learner: str | None, deterministic: bool, adversary_on: bool):
+        """One episode; ``learner`` stores its transitions and learns. Returns (return, discounted, length)."""
+        protagonist = self.players[PROTAGONIST]
+        adversary = self.players.get(ADVERSARY) if adversary_on else None
+        zero = np.zeros(game.adversary_action_space.shape)
+        gamma = protagonist.config.gamma
+        obs, _ = game.reset(seed=seed)
+        ret, disc, discount, length, done = 0.0, 0.0, 1.0, 0, False
+        while not done:
+            p_obs = self.player_obs(PROTAGONIST, obs)
+            a_p, buf_p = protagonist.act(p_obs, deterministic)
+            if adversary is not None:
+                a_obs = self.player_obs(ADVERSARY, obs)
+                a_a, buf_a = adversary.act(a_obs, deterministic)
+                force = self.adversary_force(a_a)
+            else:
+                force = zero
+            next_obs, r, terminated, truncated, _ = game.step(a_p, force)
+            done = terminated or truncated
+            if learner == PROTAGONIST:
+                protagonist.observe(p_obs, self.player_obs(PROTAGONIST, next_obs), buf_p, r, terminated, truncated)
+            elif learner == ADVERSARY:
+                adversary.observe(a_obs, self.player_obs(ADVERSARY, next_obs), buf_a, -r, terminated, truncated)
+            ret += r
+            disc += discount * r
+            discount *= gamma
+            length += 1
+            obs = next_obs
+        return ret, disc, length
+
+    def run_iteration(self) -> dict[str, Any]:
+        """One training iteration and its evaluation; returns the progress row."""
+        t0 = time.perf_counter()
+        self.begin_iteration()
+        steps0 = self.env_steps
+        row: dict[str, Any] = {"iteration": self.iteration + 1}
+        for phase in self.phases:
+            returns = []
+            for _ in range(self.loop.episodes_per_phase):
+                self.begin_episode(phase)
+                seed = episode_seed(self.seed, _TRAIN, self.train_episodes)
+                ret, disc, length = self.play_episode(self.game, seed, phase, False, ADVERSARY in self.players)
+                self.end_episode(phase, ret, disc)
+                self.train_episodes += 1
+                self.env_steps += length
+                returns.append(ret)
+            row[f"train_return_{phase}_phase"] = float(np.mean(returns))
+        train_time = time.perf_counter() - t0
+        row.update(self.evaluate())
+        row["env_steps"] = self.env_steps
+        for name in (PROTAGONIST, ADVERSARY):
+            player = self.players.get(name)
+            stats = player.pop_stats() if player else {}
+            row[f"env_steps_{name}"] = int(stats.get("env_steps", 0))
+            row[f"updates_{name}"] = int(stats.get("updates", 0))
+            for k in ("actor_loss", "critic_loss", "temperature"):
+                row[f"{k}_{name}"] = float(stats.get(k, math.nan))
+        row.update(self.extra_stats())
+        self.iteration += 1
+        row["steps_per_s"] = (self.env_steps - steps0) / max(train_time, 1e-9)
+        row["wall_time"] = time.perf_counter() - t0
+        return row
+
+    def evaluate(self) -> dict[str, float]:
+        n, det = self.loop.eval_episodes, self.loop.eval_deterministic
+        out = {}
+        if ADVERSARY in self.players:
+            rets = [
+                self.play_episode(self.eval_game, episode_seed(self.seed, _EVAL_ADV, k), None, det, True)[0]
+                for k in range(n)
+            ]
+            out["eval_return_adversary"] = float(np.mean(rets)) if n else math.nan
+        else:
+            out["eval_return_adversary"] = math.nan
+        rets = [
+            self.play_episode(self.eval_game, episode_seed(self.seed, _EVAL_ZERO, k), None, det, False)[0]
+            for k in range(n)
+        ]
+        out["eval_return_zero_force"] = float(np.mean(rets)) if n else math.nan
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "train_episodes": self.train_episodes,
+            "players": {name: player_state(p) for name, p in self.players.items()},
+            "rng": rng_state(),
+            "method": self.method_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state["players"]) != set(self.players):
+            raise ValueError(
+                f"checkpoint holds players {sorted(state['players'])}, this method has {sorted(self.players)}"
+            )
+        for name, p in self.players.items():
+            load_player_state(p, state["players"][name])
+        self.iteration, self.env_steps, self.train_episodes = (
+            state["iteration"],
+            state["env_steps"],
+            state["train_episodes"],
+        )
+        self.load_method_state(state["method"])
+        set_rng_state(state["rng"])
