@@ -131,6 +131,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_loop(args: argparse.Namespace) -> int:
+    from qarl.bench import bench_loop
+
+    envs.spec(args.task)
+    if args.steps < 1000 or args.steps % 1000 or args.rounds < 1 or not 0 <= args.learning_starts < args.steps:
+        raise UserError("--steps must be a positive multiple of 1000, --rounds >= 1, 0 <= --learning-starts < --steps")
+    bench_loop(args.task, args.steps, args.learning_starts, args.rounds)
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from qarl.curves import write_curves
+
+    try:
+        png, table = write_curves(args.run_dirs, args.out, args.metric, args.threshold, args.title)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {png} and {table}")
+    return 0
+
+
 def cmd_algos(args: argparse.Namespace) -> int:
     from qarl.algorithms import get_algorithm, list_algorithms
 
@@ -208,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="benchmarks that print side-by-side ratios")
+    bench = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    b = bench.add_parser("loop", help="two-player loop vs plain stable-baselines3 SAC: env steps/s and time per update")
+    b.add_argument("--task", default="dmc/cartpole-balance", help="task id (default dmc/cartpole-balance)")
+    b.add_argument("--steps", type=int, default=6000, help="env steps per round, a multiple of 1000 (default 6000)")
+    b.add_argument("--learning-starts", type=int, default=1000, help="transitions before updates (default 1000)")
+    b.add_argument("--rounds", type=int, default=3, help="alternating rounds per path (default 3)")
+    b.set_defaults(func=cmd_bench_loop)
+
+    p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="folder for curves.png and curves.md")
+    p.add_argument(
+        "--metric", default="eval_return_zero_force", help="progress column (default eval_return_zero_force)"
+    )
+    p.add_argument("--threshold", type=float, help="report the first protagonist step above this value")
+    p.add_argument("--title", help="figure and page title")
+    p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("algos", help="list the registered methods")
     p.set_defaults(func=cmd_algos)

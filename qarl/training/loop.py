@@ -23,7 +23,7 @@ import torch as th
 
 import envs
 from qarl.training.checkpoint import load_player_state, player_state, rng_state, set_rng_state
-from qarl.training.sac import Player, SACConfig
+from qarl.training.sac import QSAC, Player, SACConfig
 
 PROTAGONIST, ADVERSARY = "protagonist", "adversary"
 _TRAIN, _EVAL_ADV, _EVAL_ZERO = 1, 2, 3  # seed-stream tags
@@ -93,10 +93,10 @@ class TwoPlayerTrainer:
     def build_players(self) -> dict[str, Player]:
         raise NotImplementedError
 
-    def _make_player(self, name: str, config: SACConfig) -> Player:
+    def _make_player(self, name: str, config: SACConfig, model_cls: type[QSAC] = QSAC) -> Player:
         g = self.game
         action_space = g.protagonist_action_space if name == PROTAGONIST else g.adversary_action_space
-        return Player(name, config, self.observation_space(name), action_space)
+        return Player(name, config, self.observation_space(name), action_space, model_cls)
 
     def observation_space(self, player: str):
         """The observation space a player's networks see (methods may extend the game's)."""

@@ -115,13 +115,18 @@ class QSAC(SAC):
 
 
 def make_sac(
-    config: SACConfig, observation_space: spaces.Box, action_space: spaces.Box, *, device: str = "cpu"
+    config: SACConfig,
+    observation_space: spaces.Box,
+    action_space: spaces.Box,
+    *,
+    model_cls: type[QSAC] = QSAC,
+    device: str = "cpu",
 ) -> QSAC:
-    """A QSAC model for the given spaces; the global seeds must be set by the caller beforehand."""
+    """A ``model_cls`` (QSAC or a subclass) for the given spaces; the caller seeds the global generators."""
     ent_coef: str | float = (
         f"auto_{config.initial_temperature}" if config.learn_temperature else config.initial_temperature
     )
-    model = QSAC(
+    model = model_cls(
         "MlpPolicy",
         _Spaces(observation_space, action_space),
         actor_lr=config.actor_lr,
@@ -161,10 +166,17 @@ class Player:
     are stored.
     """
 
-    def __init__(self, name: str, config: SACConfig, observation_space: spaces.Box, action_space: spaces.Box) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: SACConfig,
+        observation_space: spaces.Box,
+        action_space: spaces.Box,
+        model_cls: type[QSAC] = QSAC,
+    ) -> None:
         self.name = name
         self.config = config
-        self.model = make_sac(config, observation_space, action_space)
+        self.model = make_sac(config, observation_space, action_space, model_cls=model_cls)
         self.env_steps = 0  # own-phase transitions stored so far
         self.updates = 0  # gradient steps so far
         self._loss_sums: dict[str, float] = {}

@@ -89,3 +89,27 @@ def test_readme_api_example_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "torso_mass" in proc.stdout
+
+
+def test_algos_lists_registered_methods(capsys):
+    assert main(["algos"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sac") and "\nrarl" in out
+
+
+def test_curves_writes_figure_and_table(tmp_path):
+    from qarl.training.run import resolve_config, run_dir_for, run_trial
+
+    run_dir = run_dir_for(tmp_path, "c", "dmc/cartpole-swingup", "sac", 0)
+    run_trial(resolve_config("dmc/cartpole-swingup", "sac", 0, "smoke"), run_dir=run_dir, log=lambda m: None)
+    assert main(["curves", str(run_dir), "--out", str(tmp_path / "fig"), "--threshold", "1"]) == 0
+    assert (tmp_path / "fig" / "curves.png").stat().st_size > 1000
+    text = (tmp_path / "fig" / "curves.md").read_text()
+    assert "| dmc/cartpole-swingup | sac | 0 | completed | 300 |" in text
+    assert main(["curves", str(tmp_path / "missing"), "--out", str(tmp_path / "fig")]) == 2
+
+
+@pytest.mark.slow
+def test_bench_loop_runs(capsys):
+    assert main(["bench", "loop", "--steps", "1000", "--rounds", "1", "--learning-starts", "900"]) == 0
+    assert "time per update, loop / stable-baselines3" in capsys.readouterr().out

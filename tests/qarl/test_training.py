@@ -247,7 +247,7 @@ def test_player_update_detects_nan_losses():
     player = Player(PROTAGONIST, cfg, game.observation_space, game.protagonist_action_space)
     for _ in range(3):
         player.observe(np.zeros(5), np.zeros(5), np.zeros(1, np.float32), 1.0, False, False)
-    with pytest.raises(NonFiniteLossError, match=r"(actor|critic)_loss is nan at gradient step 1"):
+    with pytest.raises(NonFiniteLossError, match=r"(actor|critic)_loss is nan at gradient step \d+"):
         for _ in range(4):  # a NaN reward poisons the critic's target
             player.observe(np.zeros(5), np.zeros(5), np.zeros(1, np.float32), float("nan"), False, False)
 
