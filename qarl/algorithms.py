@@ -12,6 +12,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 ALGORITHMS: dict[str, str] = {
     "sac": "baselines.sac:SACTrainer",
     "rarl": "baselines.rarl:RARLTrainer",
+    "qarl": "qarl.method:QARLTrainer",
+    "qarl_linear": "qarl.method:QARLLinearTrainer",
+    "qarl_point": "qarl.method:QARLPointTrainer",
+    "qarl_single": "qarl.method:QARLSingleTrainer",
+    "qarl_homogeneous": "qarl.method:QARLHomogeneousTrainer",
+    "fixed_temperature": "baselines.fixed_temperature:FixedTemperatureTrainer",
 }
 
 
