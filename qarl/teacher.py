@@ -25,6 +25,7 @@ import copy
 import dataclasses
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,8 +162,10 @@ class _Estimate:
 
     def _mean(self, log_w: np.ndarray, coef: np.ndarray) -> float:
         # (1/M) sum_i exp(log_w_i) coef_i, signed (returns may be negative).
+        # A sum beyond the float range is +-inf (not an OverflowError): no kappa is then refused for it.
         lse, sign = special.logsumexp(log_w, b=coef, return_sign=True)
-        return float(sign * math.exp(lse - math.log(len(log_w)))) if np.isfinite(lse) else 0.0
+        with np.errstate(over="ignore"):
+            return float(sign * np.exp(lse - math.log(len(log_w))))
 
     def _log_w(self, kappa: float) -> np.ndarray:
         return gamma_logpdf(self.alphas, kappa, self.rate) - self.log_p_old
@@ -295,6 +298,16 @@ class GammaTeacher:
         estimate_old = float(np.mean(returns))  # all weights are 1 at kappa_old
         perf_tol = _PERF_RTOL * max(1.0, abs(xi))
 
+        def objective(kappa: float) -> float:
+            return float(gamma_kl(kappa, k_target))
+
+        def feasible(kappa: float) -> bool:
+            return bool(
+                k_target <= kappa <= k_max
+                and gamma_kl(kappa, kappa_old) <= bound + _KL_TOL
+                and est.value(kappa) >= xi - perf_tol
+            )
+
         def record(kappa: float, frozen: bool, success: bool, message: str) -> dict[str, Any]:
             return {
                 "kappa_old": kappa_old,
@@ -302,22 +315,16 @@ class GammaTeacher:
                 "estimate_old": estimate_old,
                 "estimate_new": estimate_old if kappa == kappa_old else est.value(kappa),
                 "kl_to_old": float(gamma_kl(kappa, kappa_old)),
-                "kl_to_target": float(gamma_kl(kappa, k_target)),
+                "kl_to_target": objective(kappa),
                 "frozen": frozen,
                 "solver_success": success,
                 "message": message,
             }
 
-        # Self-paced RL freezes the context distribution while the agent does not yet reach xi where it trains.
+        # Self-paced RL keeps the context distribution while the agent does not reach xi on it (the performance
+        # constraint would already be violated at kappa_old, so the problem has no feasible start).
         if estimate_old < xi:
             return record(kappa_old, True, False, f"frozen: mean return {estimate_old:.6g} < xi = {xi:.6g}")
-
-        def feasible(kappa: float) -> bool:
-            return (
-                k_target <= kappa <= k_max
-                and gamma_kl(kappa, kappa_old) <= bound + _KL_TOL
-                and est.value(kappa) >= xi - perf_tol
-            )
 
         # Scale the performance constraint to order 1 so that its multiplier and the solver's tolerances are
         # comparable with the KL terms (returns may be in the hundreds).
@@ -336,39 +343,59 @@ class GammaTeacher:
             jac=lambda x: np.array([[gamma_kl_grad(x[0], kappa_old)]]),
             hess=lambda x, v: np.array([[v[0] * _gamma_kl_hess(x[0], kappa_old)]]),
         )
-        # kappa_old is feasible (KL 0, estimate = mean return >= xi), so the solver starts there.
-        res = optimize.minimize(
-            lambda x: float(gamma_kl(x[0], k_target)),
-            np.array([kappa_old]),
-            method="trust-constr",
-            jac=lambda x: np.array([gamma_kl_grad(x[0], k_target)]),
-            hess=lambda x: np.array([[_gamma_kl_hess(x[0], k_target)]]),
-            constraints=[perf, trust],
-            bounds=optimize.Bounds([k_target], [k_max]),
-            options={"xtol": 1e-12, "gtol": 1e-10, "barrier_tol": 1e-10, "maxiter": 2000},
-        )
-        candidate = float(np.clip(res.x[0], k_target, k_max))
+        with warnings.catch_warnings():
+            # Raised when the single active constraint's Jacobian is near zero (e.g. the trust region at kappa_old);
+            # scipy falls back to an SVD factorisation, which is fine here.
+            warnings.filterwarnings("ignore", "Singular Jacobian matrix", UserWarning)
+            # kappa_old is feasible (KL 0, estimate = mean return >= xi), so the solver starts there. trust-constr's
+            # gtol test does not check complementarity (scipy's tr_interior_point can stop on a barrier subproblem
+            # with barrier parameter 0.1, a point where no constraint is active yet); the polish below fixes that.
+            # A smaller initial barrier parameter avoids it but made the solver fail more often on non-monotone
+            # estimates (randomised comparison with a grid search over kappa), so the default is kept.
+            res = optimize.minimize(
+                lambda x: objective(x[0]),
+                np.array([kappa_old]),
+                method="trust-constr",
+                jac=lambda x: np.array([gamma_kl_grad(x[0], k_target)]),
+                hess=lambda x: np.array([[_gamma_kl_hess(x[0], k_target)]]),
+                constraints=[perf, trust],
+                bounds=optimize.Bounds([k_target], [k_max]),
+                options={"xtol": 1e-12, "gtol": 1e-10, "maxiter": 1000},
+            )
+        returned = float(np.clip(res.x[0], k_target, k_max))  # the interior-point solver may overshoot a bound by ulps
         message = str(res.message)
+        if not (feasible(returned) and objective(returned) <= objective(kappa_old)):
+            return record(
+                kappa_old, False, bool(res.success), message + " [rejected: infeasible or worse; kept kappa_old]"
+            )
 
-        # Polish. The objective KL(p_kappa || p_target) increases with kappa on [kappa_target, inf) (its derivative
-        # (kappa - kappa_target) psi'(kappa) is positive there), and the trust region KL(p_kappa || p_kappa_old) <=
-        # kl_bound is an interval around kappa_old (its derivative changes sign only at kappa_old). So the lowest kappa
-        # the trust region and the bounds allow, k_low, is the global constrained optimum whenever it also meets the
-        # performance constraint: no feasible kappa is smaller. The interior-point solver stops a barrier step short
-        # of that active KL bound; a 1-D root solve of KL(p_kappa || p_kappa_old) = kl_bound places it exactly.
+        # Polish (the solver's point is feasible and no worse than kappa_old). The objective KL(p_kappa || p_target)
+        # increases with kappa on [kappa_target, inf) (derivative (kappa - kappa_target) psi'(kappa) > 0), and the
+        # trust region KL(p_kappa || p_kappa_old) <= kl_bound is an interval [k_low, k_high] around kappa_old (its
+        # derivative changes sign only at kappa_old). So the constrained optimum is the smallest kappa >= k_low whose
+        # importance-sampled estimate reaches xi. The interior-point solver stops a barrier step inside the active
+        # constraint (1e-4 in kappa, or further: see above); 1-D root solves put it on the constraint:
+        #  - if the estimate at k_low reaches xi, k_low is the global optimum (no feasible kappa is smaller); k_low
+        #    solves KL(p_kappa || p_kappa_old) = kl_bound by brentq (or is kappa_target when that is inside the
+        #    trust region). This is the usual case: the trust-region schedule 50 -> 43.29 -> ... -> 1.
+        #  - otherwise the performance constraint is active: brentq on estimate(kappa) = xi between k_low (below xi)
+        #    and the solver's point (at or above xi) gives a feasible kappa no worse than the solver's, with the
+        #    performance constraint holding with equality (the solver's own optimum when the estimate is monotone
+        #    in between, which is the case near a regular KKT point).
         if gamma_kl(k_target, kappa_old) <= bound:
             k_low = k_target
         else:
-            k_low = optimize.brentq(
-                lambda k: gamma_kl(k, kappa_old) - bound, k_target, kappa_old, xtol=1e-14, rtol=4 * np.finfo(float).eps
-            )
-        if k_low < candidate and est.value(k_low) >= xi - perf_tol:
-            candidate, message = k_low, message + " [polished: trust-region bound solved by brentq]"
-
-        # Accept a point only if it is feasible and no worse than staying put (kappa_old itself is feasible).
-        if feasible(candidate) and gamma_kl(candidate, k_target) <= gamma_kl(kappa_old, k_target):
-            return record(candidate, False, bool(res.success), message)
-        return record(kappa_old, False, bool(res.success), message + " [rejected: infeasible or worse; kept kappa_old]")
+            k_low = optimize.brentq(lambda k: gamma_kl(k, kappa_old) - bound, k_target, kappa_old, xtol=1e-14)
+        if est.value(k_low) >= xi:
+            polished, how = k_low, "trust region / bound"
+        elif returned > k_low and est.value(returned) > xi:
+            polished = optimize.brentq(lambda k: est.value(k) - xi, k_low, returned, xtol=1e-14)
+            how = "performance constraint"
+        else:  # the solver's point is already on the performance constraint (within the feasibility tolerance)
+            return record(returned, False, bool(res.success), message)
+        if feasible(polished) and objective(polished) <= objective(returned):
+            return record(polished, False, bool(res.success), f"{message} [polished: {how} active]")
+        return record(returned, False, bool(res.success), message)
 
     # ------------------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
