@@ -32,6 +32,8 @@ class FixedTemperatureConfig:
 class FixedTemperatureTrainer(_AlphaTrainer):
     """The entropy-regularised game with a fixed adversary temperature."""
 
+    paper = "Reddi et al., ICLR 2024 (QARL paper, QRE baseline)"
+
     name = "fixed_temperature"
     config_cls = FixedTemperatureConfig
 

@@ -25,6 +25,8 @@ class RARLConfig:
 class RARLTrainer(TwoPlayerTrainer):
     """Alternating SAC vs SAC, adversary phase first."""
 
+    paper = "Pinto et al., ICML 2017 (RARL)"
+
     name = "rarl"
     config_cls = RARLConfig
     phases = (ADVERSARY, PROTAGONIST)

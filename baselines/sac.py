@@ -19,6 +19,8 @@ class SACMethodConfig:
 class SACTrainer(TwoPlayerTrainer):
     """Plain SAC on the game with the adversary switched off: the robustness baseline of every table."""
 
+    paper = "Haarnoja et al., ICML 2018 (soft actor-critic)"
+
     name = "sac"
     config_cls = SACMethodConfig
     phases = (PROTAGONIST,)

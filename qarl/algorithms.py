@@ -18,6 +18,9 @@ ALGORITHMS: dict[str, str] = {
     "qarl_single": "qarl.method:QARLSingleTrainer",
     "qarl_homogeneous": "qarl.method:QARLHomogeneousTrainer",
     "fixed_temperature": "baselines.fixed_temperature:FixedTemperatureTrainer",
+    "force_curriculum": "baselines.force_curriculum:ForceCurriculumTrainer",
+    "cat": "baselines.cat:CATTrainer",
+    "domain_randomization": "baselines.domain_randomization:DomainRandomizationTrainer",
 }
 
 

@@ -156,8 +156,9 @@ def cmd_algos(args: argparse.Namespace) -> int:
     from qarl.algorithms import get_algorithm, list_algorithms
 
     for name in list_algorithms():
-        doc = (get_algorithm(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:20s} {doc}")
+        cls = get_algorithm(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:22s} {doc} [{cls.paper}]")
     return 0
 
 

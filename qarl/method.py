@@ -124,6 +124,8 @@ class _AlphaTrainer(TwoPlayerTrainer):
 class QARLTrainer(_AlphaTrainer):
     """QARL: the self-paced Gamma curriculum on the adversary's temperature."""
 
+    paper = "Reddi et al., ICLR 2024 (QARL)"
+
     name = "qarl"
     config_cls = QARLConfig
 
@@ -155,7 +157,9 @@ class QARLTrainer(_AlphaTrainer):
 
 
 class QARLSingleTrainer(QARLTrainer):
-    """``qarl_single``: one alpha per iteration, shared by all its episodes."""
+    """Ablation: one alpha per iteration, shared by all its episodes."""
+
+    paper = "Reddi et al., ICLR 2024 (QARL ablation)"
 
     name = "qarl_single"
 
@@ -164,7 +168,9 @@ class QARLSingleTrainer(QARLTrainer):
 
 
 class QARLPointTrainer(QARLTrainer):
-    """``qarl_point``: every episode uses the teacher's current mean alpha (a point curriculum)."""
+    """Ablation: every episode uses the teacher's current mean alpha (a point curriculum)."""
+
+    paper = "Reddi et al., ICLR 2024 (QARL ablation)"
 
     name = "qarl_point"
 
@@ -173,14 +179,18 @@ class QARLPointTrainer(QARLTrainer):
 
 
 class QARLHomogeneousTrainer(QARLTrainer):
-    """``qarl_homogeneous``: both players' temperatures follow the curriculum."""
+    """Ablation: both players' temperatures follow the curriculum."""
+
+    paper = "Reddi et al., ICLR 2024 (QARL ablation)"
 
     name = "qarl_homogeneous"
     homogeneous = True
 
 
 class QARLLinearTrainer(_AlphaTrainer):
-    """``qarl_linear``: alpha on a fixed schedule instead of the teacher."""
+    """Ablation: alpha on a fixed schedule instead of the teacher."""
+
+    paper = "Reddi et al., ICLR 2024 (QARL ablation)"
 
     name = "qarl_linear"
     config_cls = LinearScheduleConfig

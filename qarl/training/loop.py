@@ -73,6 +73,7 @@ class TwoPlayerTrainer:
     """Base class of every method. Subclasses build the players and may override the hooks below."""
 
     name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
     phases: ClassVar[tuple[str, ...]] = (ADVERSARY, PROTAGONIST)
 
@@ -113,6 +114,15 @@ class TwoPlayerTrainer:
     def begin_iteration(self) -> None:
         """Called before the iteration's phases (e.g. to sample curriculum values)."""
 
+    def after_reset(self, game, learner: str | None) -> None:
+        """Called right after each episode's reset (``learner`` None: an evaluation episode)."""
+
+    def protagonist_action(
+        self, obs: np.ndarray, action: np.ndarray, scaled: np.ndarray, learner: str | None
+    ) -> np.ndarray:
+        """The protagonist action executed in the game (methods may perturb it; the buffer keeps the intended one)."""
+        return action
+
     def begin_episode(self, phase: str) -> None:
         """Called before each training episode."""
 
@@ -137,6 +147,7 @@ class TwoPlayerTrainer:
         zero = np.zeros(game.adversary_action_space.shape)
         gamma = protagonist.config.gamma
         obs, _ = game.reset(seed=seed)
+        self.after_reset(game, learner)
         ret, disc, discount, length, done = 0.0, 0.0, 1.0, 0, False
         while not done:
             p_obs = self.player_obs(PROTAGONIST, obs)
@@ -147,7 +158,9 @@ class TwoPlayerTrainer:
                 force = self.adversary_force(a_a)
             else:
                 force = zero
-            next_obs, r, terminated, truncated, _ = game.step(a_p, force)
+            next_obs, r, terminated, truncated, _ = game.step(
+                self.protagonist_action(p_obs, a_p, buf_p, learner), force
+            )
             done = terminated or truncated
             if learner == PROTAGONIST:
                 protagonist.observe(p_obs, self.player_obs(PROTAGONIST, next_obs), buf_p, r, terminated, truncated)

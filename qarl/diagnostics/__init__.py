@@ -1,0 +1,4 @@
+"""Diagnostics of off-policy evaluation with function approximation (exact on finite MDPs, and sample-based).
+
+See :mod:`qarl.diagnostics.finite` for the definitions and :mod:`qarl.diagnostics.testbed` for the testbed.
+"""
