@@ -152,6 +152,16 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
+    from qarl.diagnostics.testbed import run_testbed
+
+    if any(not 0 <= lam <= 1 for lam in args.lams) or any(n < 10 for n in args.n) or not 0 <= args.gamma < 1:
+        raise UserError("--lams must lie in [0, 1], --n must be >= 10 and --gamma in [0, 1)")
+    df = run_testbed(lams=args.lams, ns=args.n, seeds=args.seeds, gamma=args.gamma, out=args.out)
+    print(f"{len(df)} rows; wrote {args.out}/testbed.csv, testbed.md and testbed.png")
+    return 0
+
+
 def cmd_algos(args: argparse.Namespace) -> int:
     from qarl.algorithms import get_algorithm, list_algorithms
 
@@ -249,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="report the first protagonist step above this value")
     p.add_argument("--title", help="figure and page title")
     p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser("diagnose", help="realizability and Bellman-completeness diagnostics")
+    diag = p.add_subparsers(dest="diagnose_command", metavar="WHAT", required=True)
+    d = diag.add_parser("testbed", help="exact and sample-based diagnostics on MDPs of controllable incompleteness")
+    d.add_argument("--lams", type=float, nargs="+", default=[0, 0.1, 0.2, 0.5, 1.0], help="mixing weights lam")
+    d.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="dataset sizes")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="MDP seeds")
+    d.add_argument("--gamma", type=float, default=0.9, help="discount (default 0.9)")
+    d.add_argument("--out", default="results/diagnostics/testbed", help="folder for testbed.{csv,md,png}")
+    d.set_defaults(func=cmd_diagnose_testbed)
 
     p = sub.add_parser("algos", help="list the registered methods")
     p.set_defaults(func=cmd_algos)

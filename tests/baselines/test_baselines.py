@@ -155,11 +155,12 @@ def test_determinism_and_resume_equality(tmp_path, algo):
         over["teacher"] = {"update_every": 4, "xi": -1e9}
     config = resolve_config("dmc/cartpole-balance", algo, 4, "smoke", over)
     frames = []
-    for name in ("a", "b"):
+    # run "part" repeats iterations 1-2 from scratch (same seed: determinism) and resumes 3-4 from the
+    # iteration-2 checkpoint after being stopped at 3 (resume equality); both must equal run "a"
+    for name in ("a",):
         run_dir = run_dir_for(tmp_path / name, "t", config.task, algo, 4)
         run_trial(config, run_dir=run_dir, log=lambda m: None)
         frames.append(pd.read_parquet(run_dir / "progress.parquet").drop(columns=TIMING))
-    pd.testing.assert_frame_equal(frames[0], frames[1])
     part = run_dir_for(tmp_path / "part", "t", config.task, algo, 4)
     run_trial(config, run_dir=part, log=lambda m: None, stop_after=3)
     run_trial(None, run_dir=part, resume=True, log=lambda m: None)

@@ -61,6 +61,7 @@ def test_yaml_lists_the_defaults_and_validation_names_the_key():
         from_dict(MixedNELDConfig, {**data, "sgld_beta": 1.0})
     # the smoke scale shrinks the SACConfig-typed fields: networks and schedule
     trainer = _trainer()
+    assert trainer.paper.startswith("Kamalaruban et al., NeurIPS 2020")
     assert trainer.critic.q1[0].out_features == 32 and trainer.players[ADVERSARY].actor.mu.in_features == 32
     assert trainer.buffer.capacity == 10_000
 

@@ -108,11 +108,12 @@ def test_determinism_and_resume_equality(tmp_path, algo):
     over = {**_fast_teacher(algo), "loop": {"iterations": 4, "checkpoint_every": 2}}
     config = resolve_config("dmc/cartpole-balance", algo, 3, "smoke", over)
     runs = {}
-    for name in ("a", "b"):
+    # run "part" repeats iterations 1-2 from scratch (same seed: determinism) and resumes 3-4 from the
+    # iteration-2 checkpoint after being stopped at 3 (resume equality); both must equal run "a"
+    for name in ("a",):
         run_dir = run_dir_for(tmp_path / name, "t", config.task, algo, 3)
         run_trial(config, run_dir=run_dir, log=lambda m: None)
         runs[name] = pd.read_parquet(run_dir / "progress.parquet").drop(columns=TIMING)
-    pd.testing.assert_frame_equal(runs["a"], runs["b"])
     if algo in TEACHER_METHODS:
         assert runs["a"]["teacher_updates"].iloc[-1] >= 2
         assert runs["a"]["teacher_kappa"].iloc[-1] < 50, "the teacher moved (returns far above xi)"
