@@ -21,6 +21,7 @@ ALGORITHMS: dict[str, str] = {
     "force_curriculum": "baselines.force_curriculum:ForceCurriculumTrainer",
     "cat": "baselines.cat:CATTrainer",
     "domain_randomization": "baselines.domain_randomization:DomainRandomizationTrainer",
+    "mixedne_ld": "baselines.mixedne_ld:MixedNELDTrainer",
 }
 
 
