@@ -428,6 +428,20 @@ class MixedNELDTrainer(TwoPlayerTrainer):
             obs = next_obs
         return ret, disc, length
 
+    def eval_actions(self, obs: np.ndarray, deterministic: bool, adversary_on: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Batched evaluation actions: the executed (mixed, or with ``adversary_on=False`` the protagonist's own)
+        action and zero force, as in ``play_episode``."""
+        protagonist, adversary = self.players[PROTAGONIST], self.players[ADVERSARY]
+        obs_t = th.as_tensor(np.asarray(obs), dtype=th.float32)
+        with th.no_grad():
+            a_pi = protagonist.actor(obs_t, deterministic)[0].numpy().astype(np.float64)
+            a_exec = (
+                self.mix(a_pi, adversary.actor(obs_t, deterministic)[0].numpy().astype(np.float64))
+                if adversary_on
+                else a_pi
+            )
+        return protagonist.to_env(a_exec), np.zeros((len(obs), *self.game.adversary_action_space.shape))
+
     def observe(self, obs, next_obs, a_pi, a_adv, a_exec, reward: float, terminated: bool) -> None:
         """Store one joint transition; one gradient step every ``train_every`` steps after ``learning_starts``."""
         self.buffer.add(

@@ -94,6 +94,7 @@ class ZeroSumGame:
     """
 
     family: ClassVar[str] = ""
+    version: ClassVar[str] = "v0"  # bump when a game's dynamics, rewards or observations change (see docstrings)
     force_dims: ClassVar[tuple[ForceDim, ...]] = ()
     default_bound: ClassVar[float] = 1.0
 

@@ -1,5 +1,8 @@
 """Benchmarks that print ratios measured side by side in one run.
 
+``qarl bench grid``: episodes/s of the batched lock-step grid evaluation vs a naive per-episode
+``model.predict`` loop on the same grid, and the fraction of the raw ``mujoco.mj_step`` rate it reaches.
+
 ``qarl bench loop``: env steps/s and seconds per gradient update of the two-player loop (the ``sac``
 method: protagonist phase, adversary switched off) next to plain stable-baselines3 ``SAC.learn`` with the
 same settings (networks, batch, one update per 3 env steps) on the same task. The two are run in alternating
@@ -11,6 +14,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch as th
@@ -78,3 +82,83 @@ def bench_loop(
 
 
 __all__ = ["bench_loop"]
+
+
+def _raw_control_steps_per_s(task: str, seconds: float = 1.0) -> float:
+    """Control steps/s of bare ``mujoco.mj_step`` calls (substeps per control step as the game) on the same model."""
+    import mujoco
+
+    import envs
+
+    game = envs.make(task)
+    game.reset(seed=0)
+    m, d = game.model, game.data
+    substeps = max(1, round(game.dt / m.opt.timestep))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        mujoco.mj_step(m, d, 100 * substeps)
+        n += 100
+    return n / (time.perf_counter() - t0)
+
+
+def bench_grid(
+    tasks: Sequence[str] = ("dmc/cheetah-run", "gym/HalfCheetah-v5"), horizon: int = 200, points: int = 11
+) -> dict[str, Any]:
+    """Batched lock-step grid evaluation vs a naive per-episode ``model.predict`` loop, same grid, one run."""
+    import numpy as np
+
+    from baselines.sac import SACMethodConfig, SACTrainer
+    from qarl.evaluation.runner import EvalConfig, Evaluator
+    from qarl.training.loop import PROTAGONIST, LoopConfig
+
+    th.set_num_threads(1)
+    out = {}
+    for task in tasks:
+        trainer = SACTrainer(task, SACMethodConfig(), LoopConfig(horizon=horizon), seed=0)  # 3x256, untrained
+        cfg = EvalConfig(grid_points=points, episodes_per_cell=1, policy_modes=("deterministic",), batch_size=64)
+        ev = Evaluator(trainer, cfg)
+        x, y = ev.param_names[:2]
+        cells = [{**ev.nominal, x: float(vx), y: float(vy)} for vy in ev.axis(y) for vx in ev.axis(x)]
+        ev.pool.take(min(len(cells), cfg.batch_size))  # games are built once and reused: keep that out of the timing
+        t0 = time.perf_counter()
+        rows = ev._episodes("grid", "deterministic", cells, 1, False)
+        batched = time.perf_counter() - t0
+        steps = sum(r["length"] for r in rows)
+
+        model = trainer.players[PROTAGONIST].model
+        game = ev.pool.take(1)[0]
+        zero = np.zeros(game.adversary_action_space.shape)
+        t0 = time.perf_counter()
+        naive_steps = 0
+        for k, cell in enumerate(cells):
+            game.set_params(**cell)
+            obs, _ = game.reset(seed=k)
+            done = False
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, _, terminated, truncated, _ = game.step(action, zero)
+                done = terminated or truncated
+                naive_steps += 1
+        naive = time.perf_counter() - t0
+        raw = _raw_control_steps_per_s(task)
+        res = {
+            "episodes": len(cells),
+            "batched_episodes_per_s": len(cells) / batched,
+            "naive_episodes_per_s": len(cells) / naive,
+            "speedup": naive / batched * steps / max(naive_steps, 1),
+            "batched_steps_per_s": steps / batched,
+            "raw_mj_control_steps_per_s": raw,
+        }
+        res["fraction_of_raw"] = res["batched_steps_per_s"] / raw
+        out[task] = res
+        print(
+            f"{task}: {points}x{points}x1 grid, horizon {horizon}, 3x256 actor, 1 torch thread\n"
+            f"  batched lock-step: {res['batched_episodes_per_s']:8.2f} episodes/s "
+            f"({res['batched_steps_per_s']:.0f} control steps/s)\n"
+            f"  naive predict loop: {res['naive_episodes_per_s']:7.2f} episodes/s\n"
+            f"  speedup batched / naive: {res['speedup']:.2f}x\n"
+            f"  raw mujoco.mj_step: {raw:.0f} control steps/s; "
+            f"batched evaluation reaches {res['fraction_of_raw']:.1%} of it",
+            flush=True,
+        )  # fmt: skip
+    return out

@@ -152,6 +152,37 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from qarl.evaluation import evaluate_trainer
+    from qarl.training.run import load_trainer
+
+    out = Path(args.run_dir) / "eval.parquet"
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; pass --force to overwrite it")
+    config, trainer, iteration = load_trainer(args.run_dir)
+    changes = {
+        "episodes_per_cell": args.episodes,
+        "nominal_episodes": args.nominal_episodes,
+        "grid_points": args.grid_points,
+        "worst_case_steps": args.worst_case_steps,
+        "policy_modes": tuple(args.policy_modes) if args.policy_modes else None,
+    }
+    try:
+        eval_cfg = dataclasses.replace(config.eval, **{k: v for k, v in changes.items() if v is not None})
+        eval_cfg.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"evaluating {args.run_dir} at iteration {iteration}", file=sys.stderr)
+    df = evaluate_trainer(trainer, eval_cfg, out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    summary = df.groupby(["metric", "policy_mode"])["return"].agg(["size", "mean"]).reset_index()
+    print(summary.to_string(index=False))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
     from qarl.diagnostics.testbed import run_testbed
 
@@ -159,6 +190,17 @@ def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
         raise UserError("--lams must lie in [0, 1], --n must be >= 10 and --gamma in [0, 1)")
     df = run_testbed(lams=args.lams, ns=args.n, seeds=args.seeds, gamma=args.gamma, out=args.out)
     print(f"{len(df)} rows; wrote {args.out}/testbed.csv, testbed.md and testbed.png")
+    return 0
+
+
+def cmd_bench_grid(args: argparse.Namespace) -> int:
+    from qarl.bench import bench_grid
+
+    for task in args.tasks:
+        envs.spec(task)
+    if args.horizon < 1 or args.points < 2:
+        raise UserError("--horizon must be >= 1 and --points >= 2")
+    bench_grid(args.tasks, args.horizon, args.points)
     return 0
 
 
@@ -249,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--learning-starts", type=int, default=1000, help="transitions before updates (default 1000)")
     b.add_argument("--rounds", type=int, default=3, help="alternating rounds per path (default 3)")
     b.set_defaults(func=cmd_bench_loop)
+    b = bench.add_parser("grid", help="batched grid evaluation vs a naive predict loop: episodes/s and speedup")
+    b.add_argument("--tasks", nargs="+", default=["dmc/cheetah-run", "gym/HalfCheetah-v5"], help="task ids")
+    b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
+    b.add_argument("--points", type=int, default=11, help="grid points per axis (default 11)")
+    b.set_defaults(func=cmd_bench_grid)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -259,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="report the first protagonist step above this value")
     p.add_argument("--title", help="figure and page title")
     p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser("evaluate", help="robustness evaluation of a trained run directory (writes eval.parquet)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--episodes", type=int, help="K: episodes per grid cell and sweep point")
+    p.add_argument("--nominal-episodes", type=int, help="episodes of the nominal, adversary and disturbance metrics")
+    p.add_argument("--grid-points", type=int, help="points per parameter axis (default from config.yaml: 11)")
+    p.add_argument("--worst-case-steps", type=int, help="training steps of the worst-case adversary (0 disables)")
+    p.add_argument("--policy-modes", nargs="+", choices=["deterministic", "stochastic"], help="policy modes")
+    p.add_argument("--force", action="store_true", help="overwrite an existing eval.parquet")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diagnose", help="realizability and Bellman-completeness diagnostics")
     diag = p.add_subparsers(dest="diagnose_command", metavar="WHAT", required=True)

@@ -90,6 +90,11 @@ class _AlphaTrainer(TwoPlayerTrainer):
     def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
         return np.append(obs, self._alpha)
 
+    def player_obs_batch(self, player: str, obs: np.ndarray) -> np.ndarray:
+        if type(self).player_obs is not _AlphaTrainer.player_obs:  # a subclass appends something else
+            return super().player_obs_batch(player, obs)
+        return np.concatenate([obs, np.full((len(obs), 1), self._alpha)], axis=1)
+
     def build_players(self) -> dict[str, Player]:
         cls = AlphaConditionedSAC if self.homogeneous else None
         protagonist = (
@@ -116,6 +121,9 @@ class _AlphaTrainer(TwoPlayerTrainer):
     def evaluate(self) -> dict[str, float]:
         self._alpha = 0.0  # evaluation against the Nash-limit adversary (DESIGN.md section 4)
         return super().evaluate()
+
+    def prepare_evaluation(self) -> None:
+        self._alpha = 0.0
 
     def extra_stats(self) -> dict[str, float]:
         return {"alpha_mean": float(np.mean(self._alphas)) if self._alphas else math.nan}

@@ -139,6 +139,37 @@ class TwoPlayerTrainer:
     def load_method_state(self, state: dict[str, Any]) -> None:
         pass
 
+    def eval_actions(self, obs: np.ndarray, deterministic: bool, adversary_on: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Batched actions for evaluation: (protagonist actions (B, dp), forces (B, da)) for game observations (B, n).
+
+        One forward pass per player for the whole batch; the method's observation and force transforms apply row by
+        row (at evaluation the curriculum values are those of ``evaluate``, e.g. alpha = 0).
+        """
+        prot = self.players[PROTAGONIST]
+        p_obs = self.player_obs_batch(PROTAGONIST, obs)
+        with th.no_grad():
+            scaled = prot.model.actor(th.as_tensor(p_obs, dtype=th.float32), deterministic=deterministic).numpy()
+        actions = prot.model.policy.unscale_action(scaled)
+        forces = np.zeros((len(obs), *self.game.adversary_action_space.shape))
+        adversary = self.players.get(ADVERSARY)
+        if adversary_on and adversary is not None:
+            a_obs = self.player_obs_batch(ADVERSARY, obs)
+            with th.no_grad():
+                a_scaled = adversary.model.actor(th.as_tensor(a_obs, dtype=th.float32), deterministic=deterministic)
+            raw = adversary.model.policy.unscale_action(a_scaled.numpy())
+            overridden = type(self).adversary_force is not TwoPlayerTrainer.adversary_force
+            forces = np.stack([self.adversary_force(f) for f in raw]) if overridden else raw
+        return actions, forces
+
+    def player_obs_batch(self, player: str, obs: np.ndarray) -> np.ndarray:
+        """``player_obs`` for a batch (B, n); row by row unless a method provides a vectorised version."""
+        if type(self).player_obs is TwoPlayerTrainer.player_obs:
+            return obs
+        return np.stack([self.player_obs(player, o) for o in obs])
+
+    def prepare_evaluation(self) -> None:
+        """Put the method in its evaluation state (curriculum values of ``evaluate``) for external evaluation."""
+
     # ------------------------------------------------------------------ the loop
     def play_episode(self, game, seed: int, learner: str | None, deterministic: bool, adversary_on: bool):
         """One episode; ``learner`` stores its transitions and learns. Returns (return, discounted, length)."""

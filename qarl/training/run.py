@@ -28,12 +28,13 @@ import pandas as pd
 import envs
 from qarl.algorithms import get_algorithm
 from qarl.config import ConfigError, dump_yaml, from_dict, load_yaml, merge, to_dict
+from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 from qarl.training.sac import NonFiniteLossError, SACConfig
 
 SCALES = ("smoke", "small", "paper")
-_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop")
+_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval")
 _PACKAGES = ("qarl", "torch", "stable-baselines3", "gymnasium", "mujoco", "dm-control", "numpy", "pandas", "ray")
 
 
@@ -52,6 +53,7 @@ class TrialConfig:
     scale: str
     loop: LoopConfig
     algo: Any
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class TrialConfig:
             "seed": self.seed,
             "scale": self.scale,
             "loop": to_dict(self.loop),
+            "eval": to_dict(self.eval),
             **to_dict(self.algo),
         }
 
@@ -77,8 +80,9 @@ def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
     if scale not in SCALES:
         raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
     loop = from_dict(LoopConfig, data.get("loop") or {}, "loop")
+    evaluation = from_dict(EvalConfig, data.get("eval") or {}, "eval")
     algo = from_dict(trainer_cls.config_cls, {k: v for k, v in data.items() if k not in _TOP_KEYS})
-    return TrialConfig(task, algorithm, seed, scale, loop, algo)
+    return TrialConfig(task, algorithm, seed, scale, loop, algo, evaluation)
 
 
 def resolve_config(
@@ -93,7 +97,7 @@ def resolve_config(
     scales = load_yaml(configs_dir() / "scales.yaml")
     scale_cfg = scales.get(scale) or {}
     data: dict[str, Any] = merge({"task": task, "algorithm": algorithm, "seed": seed, "scale": scale}, algo_yaml)
-    data = merge(data, {"loop": scale_cfg.get("loop") or {}})
+    data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
     # the scale's learner overrides apply to every SAC player of the method
     for f in dataclasses.fields(trainer_cls.config_cls):
         if _is_sac_field(trainer_cls.config_cls, f.name):
@@ -254,6 +258,13 @@ def run_trial(
             if stop_after is not None and done_here >= stop_after and trainer.iteration < target:
                 meta.update(status="stopped", finished=_now())
                 return meta
+        if config.eval.enabled and not (run_dir / "eval.parquet").exists():
+            meta.update(status="evaluating")
+            _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+            t_eval = time.perf_counter()
+            evaluate_trainer(trainer, config.eval, run_dir / "eval.parquet", log=log)
+            meta["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+            log(f"evaluation written to {run_dir / 'eval.parquet'} ({meta['eval_seconds']}s)")
         meta.update(status="completed", finished=_now())
     except NonFiniteLossError as exc:
         meta.update(status="failed", failure_reason=f"non-finite loss: {exc}", finished=_now())
@@ -267,6 +278,22 @@ def run_trial(
         meta["iterations_done"] = trainer.iteration
         _atomic_write_text(meta_file, json.dumps(meta, indent=2))
     return meta
+
+
+def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrainer, int]:
+    """The trial of ``run_dir`` restored from its newest checkpoint: (config, trainer, iteration)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise TrialError(f"{run_dir} is not a run directory (no config.yaml)")
+    config = parse_trial_config(load_yaml(run_dir / "config.yaml"))
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise TrialError(f"{run_dir} has no checkpoint to evaluate")
+    it, path = found[-1]
+    state = load_checkpoint(path, expect={"task": config.task, "algorithm": config.algorithm, "seed": config.seed})
+    trainer = get_algorithm(config.algorithm)(config.task, config.algo, config.loop, config.seed)
+    trainer.load_state_dict(state["trainer"])
+    return config, trainer, it
 
 
 def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:

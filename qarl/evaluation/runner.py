@@ -1,0 +1,259 @@
+"""Robustness evaluation of a trained trial (DESIGN.md section 6), written to ``eval.parquet``.
+
+Metrics (one tidy row per episode): ``nominal`` (zero force, nominal parameters), ``adversary`` (the
+co-trained adversary at the method's evaluation setting, e.g. alpha = 0), ``worst_case`` (a fresh SAC adversary
+trained against the frozen protagonist for ``worst_case_steps`` env steps; 0 disables), ``grid`` (the
+``grid_points`` x ``grid_points`` grid over the task's two robustness parameters, both ends included, zero
+force), ``sweep_x`` / ``sweep_y`` (1-D sweeps, the other parameter nominal), ``disturbance_uniform`` (a force
+drawn uniformly within the bound at every step) and ``disturbance_step`` (zero force, then the bound on every
+dimension from the middle of the episode on). Each metric for every policy mode asked for.
+
+Episodes run in lock-step batches: many games step together and each control step makes one forward pass per
+player for all of them (``TwoPlayerTrainer.eval_actions``). Games are built lazily, one pool per batch size, and
+reused from cell to cell with ``set_params``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import envs
+from qarl.training.loop import ADVERSARY, TwoPlayerTrainer
+
+POLICY_MODES = ("deterministic", "stochastic")
+_STREAMS = {"nominal": 11, "adversary": 12, "worst_case": 13, "grid": 14, "sweep_x": 15, "sweep_y": 16,
+            "disturbance_uniform": 17, "disturbance_step": 18}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What the end-of-trial evaluation runs (defaults: paper scale)."""
+
+    enabled: bool = True
+    """Evaluate at the end of the trial."""
+    nominal_episodes: int = 20
+    """Episodes of the nominal, adversary, worst-case and disturbance metrics."""
+    grid_points: int = 11
+    """Points per parameter axis of the robustness grid and sweeps (both ends included)."""
+    episodes_per_cell: int = 5
+    """Episodes per grid cell and sweep point (K)."""
+    worst_case_steps: int = 50_000
+    """Env steps of the fresh worst-case adversary's training (0 disables the metric)."""
+    policy_modes: tuple[str, ...] = POLICY_MODES
+    """Policy modes evaluated: deterministic (mean actions) and/or stochastic (sampled)."""
+    batch_size: int = 64
+    """Games stepped in lock-step."""
+    worst_case_learning_starts: int = 3000
+    """Transitions before the worst-case adversary's first update (its other settings: the protagonist's SACConfig)."""
+
+    def validate(self) -> None:
+        for name in ("nominal_episodes", "grid_points", "episodes_per_cell", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.worst_case_steps < 0:
+            raise ValueError(f"worst_case_steps must be >= 0, got {self.worst_case_steps}")
+        bad = [m for m in self.policy_modes if m not in POLICY_MODES]
+        if bad or not self.policy_modes:
+            raise ValueError(
+                f"policy_modes must be a non-empty subset of {list(POLICY_MODES)}, got {list(self.policy_modes)}"
+            )
+
+
+def _seed(trial_seed: int, metric: str, index: int) -> int:
+    return int(np.random.SeedSequence([trial_seed, 0xE7A1, _STREAMS[metric], index]).generate_state(1)[0])
+
+
+class GamePool:
+    """Games of one task built on demand and reused (parameters set per episode)."""
+
+    def __init__(self, task_id: str, **kwargs: Any) -> None:
+        self.task_id, self.kwargs, self.games = task_id, kwargs, []
+
+    def take(self, n: int) -> list:
+        while len(self.games) < n:
+            self.games.append(envs.make(self.task_id, **self.kwargs))
+        return self.games[:n]
+
+
+def run_batch(
+    games: list,
+    seeds: Sequence[int],
+    params: Sequence[dict[str, float]],
+    act: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    force_fn: Callable[[int, int, np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Episodes on ``games`` in lock-step; ``act(obs (B, n)) -> (actions, forces)`` is called once per control step
+    for all running games; ``force_fn(i, t, force)`` may replace game i's force at step t. Returns (returns, lengths).
+    """
+    n = len(games)
+    obs = []
+    for g, s, p in zip(games, seeds, params, strict=True):
+        g.set_params(**p)
+        obs.append(g.reset(seed=int(s))[0])
+    obs = np.stack(obs)
+    returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    running = np.ones(n, dtype=bool)
+    t = 0
+    while running.any():
+        idx = np.flatnonzero(running)
+        actions, forces = act(obs[idx])
+        for j, i in enumerate(idx):
+            f = forces[j] if force_fn is None else force_fn(int(i), t, forces[j])
+            o, r, terminated, truncated, _ = games[i].step(actions[j], f)
+            obs[i] = o
+            returns[i] += r
+            lengths[i] += 1
+            if terminated or truncated:
+                running[i] = False
+        t += 1
+    return returns, lengths
+
+
+class Evaluator:
+    """Runs the metrics of :class:`EvalConfig` for a trained trainer and returns the tidy rows."""
+
+    def __init__(self, trainer: TwoPlayerTrainer, config: EvalConfig, log: Callable[[str], None] | None = None) -> None:
+        self.trainer, self.config = trainer, config
+        self.log = log or (lambda msg: None)
+        loop = trainer.loop
+        self.pool = GamePool(trainer.task_id, horizon=loop.horizon, adversary_bound=loop.adversary_bound)
+        game = trainer.game
+        self.param_names = list(game.param_bounds())
+        self.nominal = game.nominal_params()
+        self.bounds = game.param_bounds()
+        self.force_bound = float(np.max(game.adversary_bound))
+        trainer.prepare_evaluation()
+
+    def _episodes(self, metric: str, mode: str, cells: list[dict[str, float]], k: int, adversary_on: bool,
+                  force_fn=None, act=None) -> list[dict[str, Any]]:  # fmt: skip
+        """k episodes per cell, batched across cells; one row per episode."""
+        det = mode == "deterministic"
+        act = act or (lambda o: self.trainer.eval_actions(o, det, adversary_on))
+        jobs = [(c, e) for c in range(len(cells)) for e in range(k)]
+        rows = []
+        for start in range(0, len(jobs), self.config.batch_size):
+            chunk = jobs[start : start + self.config.batch_size]
+            games = self.pool.take(len(chunk))
+            seeds = [_seed(self.trainer.seed, metric, e) for _, e in chunk]  # same initial states in every cell
+            rets, lens = run_batch(games, seeds, [cells[c] for c, _ in chunk], act, force_fn)
+            for (c, e), ret, length in zip(chunk, rets, lens, strict=True):
+                rows.append(self._row(metric, mode, cells[c], e, float(ret), int(length)))
+        for g in self.pool.games:
+            g.set_params(**self.nominal)
+        return rows
+
+    def _row(self, metric: str, mode: str, params: dict[str, float], episode: int, ret: float, length: int):
+        t = self.trainer
+        x, y = [*self.param_names, None, None][:2]
+        return {
+            "task": t.task_id, "task_version": t.game.version, "algorithm": t.name, "seed": t.seed, "metric": metric,
+            "param_x": x, "value_x": params.get(x, math.nan) if x else math.nan,
+            "param_y": y, "value_y": params.get(y, math.nan) if y else math.nan,
+            "force_bound": self.force_bound, "policy_mode": mode, "episode": episode, "return": ret, "length": length,
+        }  # fmt: skip
+
+    def axis(self, name: str) -> np.ndarray:
+        low, high = self.bounds[name]
+        return np.linspace(low, high, self.config.grid_points)
+
+    def run(self) -> pd.DataFrame:
+        cfg, t0, rows = self.config, time.perf_counter(), []
+        has_adversary = ADVERSARY in self.trainer.players or self.trainer.name == "cat"
+        x, y = self.param_names[0], self.param_names[1]
+        for mode in cfg.policy_modes:
+            det = mode == "deterministic"
+            nominal = [dict(self.nominal)]
+            rows += self._episodes("nominal", mode, nominal, cfg.nominal_episodes, False)
+            if has_adversary:
+                rows += self._episodes("adversary", mode, nominal, cfg.nominal_episodes, True)
+            grid = [{**self.nominal, x: float(vx), y: float(vy)} for vy in self.axis(y) for vx in self.axis(x)]
+            rows += self._episodes("grid", mode, grid, cfg.episodes_per_cell, False)
+            for metric, name in (("sweep_x", x), ("sweep_y", y)):
+                cells = [{**self.nominal, name: float(v)} for v in self.axis(name)]
+                rows += self._episodes(metric, mode, cells, cfg.episodes_per_cell, False)
+            rows += self._disturbances(mode, det)
+            self.log(f"evaluation ({mode}): {len(rows)} episodes so far, {time.perf_counter() - t0:.0f}s")
+        if cfg.worst_case_steps > 0:
+            rows += self._worst_case()
+        return pd.DataFrame(rows)
+
+    def _disturbances(self, mode: str, det: bool) -> list[dict[str, Any]]:
+        game = self.trainer.game
+        low, high = (
+            game.adversary_action_space.low.astype(np.float64),
+            game.adversary_action_space.high.astype(np.float64),
+        )
+        rngs: dict[int, np.random.Generator] = {}
+
+        def uniform(i: int, t: int, force: np.ndarray) -> np.ndarray:
+            if t == 0:
+                rngs[i] = np.random.default_rng(_seed(self.trainer.seed, "disturbance_uniform", 10_000 + i))
+            return rngs[i].uniform(low, high)
+
+        half = self.trainer.loop.horizon // 2
+
+        def step(i: int, t: int, force: np.ndarray) -> np.ndarray:
+            return high if t >= half else np.zeros_like(high)
+
+        nominal = [dict(self.nominal)]
+        n = self.config.nominal_episodes
+        return self._episodes("disturbance_uniform", mode, nominal, n, False, uniform) + self._episodes(
+            "disturbance_step", mode, nominal, n, False, step
+        )
+
+    def _worst_case(self) -> list[dict[str, Any]]:
+        """A fresh SAC adversary trained against the frozen protagonist, then evaluated against it."""
+        from envs.views import AdversaryView
+        from qarl.training.sac import SACConfig, make_sac
+
+        trainer, cfg = self.trainer, self.config
+        prot_cfg = getattr(trainer.config, "protagonist", SACConfig())
+        sac_cfg = dataclasses.replace(prot_cfg, learning_starts=cfg.worst_case_learning_starts)
+        rows = []
+        for mode in cfg.policy_modes:
+            det = mode == "deterministic"
+            game = envs.make(
+                trainer.task_id, horizon=trainer.loop.horizon, adversary_bound=trainer.loop.adversary_bound
+            )
+            view = AdversaryView(game, lambda o, det=det: trainer.eval_actions(o[None], det, False)[0][0])
+            model = make_sac(sac_cfg, view.observation_space, view.action_space)
+            model.set_env(view)
+            view.reset(seed=_seed(trainer.seed, "worst_case", 99_999))
+            model.learn(total_timesteps=cfg.worst_case_steps)
+            actor, policy = model.actor, model.policy
+
+            def act(o, det=det, actor=actor, policy=policy):
+                import torch as th
+
+                prot, _ = trainer.eval_actions(o, det, False)
+                with th.no_grad():
+                    scaled = actor(th.as_tensor(o, dtype=th.float32), deterministic=det).numpy()
+                return prot, policy.unscale_action(scaled)
+
+            rows += self._episodes("worst_case", mode, [dict(self.nominal)], cfg.nominal_episodes, True, act=act)
+            self.log(f"worst-case adversary ({mode}): trained {cfg.worst_case_steps} steps")
+        return rows
+
+
+def evaluate_trainer(trainer: TwoPlayerTrainer, config: EvalConfig, out: str | Path | None = None,
+                     log: Callable[[str], None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Evaluate ``trainer`` (restored or just trained); write ``out`` (eval.parquet) atomically when given."""
+    df = Evaluator(trainer, config, log).run()
+    if out is not None:
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        df.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    return df
+
+
+__all__ = ["POLICY_MODES", "EvalConfig", "Evaluator", "GamePool", "evaluate_trainer", "run_batch"]

@@ -1,0 +1,704 @@
+"""Leaderboard: robustness scores per task and method from the runs' ``eval.parquet`` files.
+
+A run directory is ``<storage>/<experiment>/<task>/<algorithm>/seed=<k>/`` holding ``meta.json``, ``config.yaml`` and,
+once evaluated, ``eval.parquet`` (one row per evaluation episode; columns in ``REQUIRED_COLUMNS``). ``find_runs``
+finds them, ``load_evals`` reads and checks them, ``compute_leaderboard`` aggregates and ``write_leaderboard`` writes
+``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.html`` and one ``heatmap_<task>.png`` per task;
+``main_leaderboard`` does all four (the ``qarl leaderboard`` command).
+
+Definitions (all on episode returns of the requested ``policy_mode`` only):
+
+* per-seed scores: ``nominal`` and ``worst_case`` are the mean return of that seed's episodes of the metric;
+  ``grid_mean`` is the mean over all of its ``grid`` episodes; a grid cell's score is the mean return of its
+  episodes; ``grid_worst`` is the minimum cell score; ``bottom_decile`` is the mean of the lowest
+  ``max(1, n_cells // 10)`` cell scores (the lowest 10% of cells, at least one);
+* across seeds: the IQM (interquartile mean, ``scipy.stats.trim_mean(x, 0.25)`` as in rliable) with a 95% percentile
+  bootstrap interval over seeds;
+* ``performance_pct`` / ``robustness_pct``: ``100 * (m - m_ref) / |m_ref|`` with m the nominal / grid-mean IQM and
+  m_ref that of the reference method on the same task (the QARL paper's Table 1);
+* ``poi``: the probability of improvement over the baseline method on the task, ``P(X > Y) + 0.5 P(X = Y)`` for X a
+  per-seed grid-mean score of the method and Y one of the baseline (rliable's ``probability_of_improvement``: the
+  Mann-Whitney U statistic over ``n * m``);
+* ranking: per task the per-method IQMs are min-max normalised across the methods present, then averaged over tasks.
+
+Runs that did not complete (failed, running, stopped, interrupted) are never averaged: they are counted and listed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from qarl.config import ConfigError, load_yaml
+
+__all__ = [
+    "METRICS",
+    "REQUIRED_COLUMNS",
+    "VERSION_PACKAGES",
+    "LeaderboardError",
+    "compute_leaderboard",
+    "find_runs",
+    "load_evals",
+    "main_leaderboard",
+    "write_leaderboard",
+]
+
+REQUIRED_COLUMNS = (
+    "task",
+    "task_version",
+    "algorithm",
+    "seed",
+    "metric",
+    "param_x",
+    "value_x",
+    "param_y",
+    "value_y",
+    "force_bound",
+    "policy_mode",
+    "episode",
+    "return",
+    "length",
+)
+"""The columns every ``eval.parquet`` must have."""
+
+VERSION_PACKAGES = ("qarl", "torch", "mujoco", "dm-control", "gymnasium", "stable-baselines3")
+"""Packages whose versions (``meta.json`` ``versions``) must agree across the runs of one leaderboard."""
+
+METRICS = ("nominal", "worst_case", "grid_mean", "grid_worst", "bottom_decile")
+"""The per-seed scores, in table order."""
+
+METRIC_LABELS = {
+    "nominal": "nominal",
+    "worst_case": "worst case",
+    "grid_mean": "grid mean",
+    "grid_worst": "grid worst cell",
+    "bottom_decile": "grid bottom 10%",
+}
+
+POLICY_MODES = ("deterministic", "stochastic")
+CONFIDENCE_LEVEL = 0.95
+_KEYS = ["task", "algorithm", "seed"]
+_MAX_FILES_LISTED = 5  # per differing value in a mixed-versions message, so that it stays readable
+
+
+class LeaderboardError(ValueError):
+    """Input that cannot make a sound leaderboard; the message names the offending file(s)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Finding and loading runs
+
+
+def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Every directory under ``paths`` (searched recursively; a path may itself be a run directory or one of its
+    files) that holds ``eval.parquet`` or ``meta.json``, so that failed runs without evaluations are found too.
+    Sorted, without duplicates."""
+    found: set[Path] = set()
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            raise LeaderboardError(f"{path}: no such file or directory")
+        if path.is_file():
+            if path.name in ("eval.parquet", "meta.json"):
+                found.add(path.parent.resolve())
+            continue
+        for name in ("eval.parquet", "meta.json"):
+            found.update(f.parent.resolve() for f in path.rglob(name))
+    return sorted(found)
+
+
+def _read_meta(run_dir: Path) -> dict[str, Any]:
+    meta_file = run_dir / "meta.json"
+    if not meta_file.exists():
+        raise LeaderboardError(f"{meta_file}: no such file (every run directory needs its meta.json)")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LeaderboardError(f"{meta_file}: cannot read: {e}") from None
+    if not isinstance(meta, dict):
+        raise LeaderboardError(f"{meta_file}: not a JSON object")
+    return meta
+
+
+def _read_eval(eval_file: Path) -> pd.DataFrame:
+    """The rows of one completed run's ``eval.parquet``, checked for presence, readability, rows and columns."""
+    if not eval_file.exists():
+        raise LeaderboardError(f"{eval_file}: no such file, but the run's meta.json says status 'completed'")
+    if eval_file.stat().st_size == 0:
+        raise LeaderboardError(f"{eval_file}: empty file (0 bytes)")
+    try:
+        df = pd.read_parquet(eval_file)
+    except Exception as e:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for a damaged file
+        raise LeaderboardError(f"{eval_file}: unreadable parquet file ({type(e).__name__}: {e})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise LeaderboardError(f"{eval_file}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise LeaderboardError(f"{eval_file}: no rows")
+    return df
+
+
+def _check_consistent(eval_file: Path, meta: dict[str, Any], df: pd.DataFrame) -> None:
+    """Raise when the eval rows are not all of the run named by meta.json (task, algorithm, seed)."""
+    for key in _KEYS:
+        values = df[key].dropna().unique().tolist()
+        expected = meta.get(key)
+        if key == "seed":
+            ok = expected is not None and all(int(v) == int(expected) for v in values)
+        else:
+            ok = all(str(v) == str(expected) for v in values)
+        if not ok or len(values) != 1 or df[key].isna().any():
+            raise LeaderboardError(
+                f"{eval_file}: eval rows have {key} {sorted(map(str, values))} but "
+                f"{eval_file.parent / 'meta.json'} says {expected!r}"
+            )
+
+
+def _list_files(files: Iterable[Path]) -> str:
+    files = sorted(map(str, files))
+    shown = ", ".join(files[:_MAX_FILES_LISTED])
+    return shown + (f" and {len(files) - _MAX_FILES_LISTED} more" if len(files) > _MAX_FILES_LISTED else "")
+
+
+def _check_versions(records: list[dict[str, Any]], evals: list[tuple[Path, pd.DataFrame]]) -> None:
+    """Raise on mixed task versions within a task or mixed package versions across the completed runs."""
+    problems = []
+    by_task: dict[str, dict[str, set[Path]]] = defaultdict(lambda: defaultdict(set))
+    for eval_file, df in evals:
+        for task, version in df[["task", "task_version"]].drop_duplicates().itertuples(index=False):
+            by_task[str(task)][str(version)].add(eval_file)
+    for task, versions in sorted(by_task.items()):
+        if len(versions) > 1:
+            detail = "; ".join(f"{v}: {_list_files(f)}" for v, f in sorted(versions.items()))
+            problems.append(f"task {task} has differing task_version: {detail}")
+    for package in VERSION_PACKAGES:
+        seen: dict[str, set[Path]] = defaultdict(set)
+        for r in records:
+            if r["status"] == "completed":
+                seen[str(r["versions"].get(package))].add(Path(r["path"]) / "meta.json")
+        if len(seen) > 1:
+            detail = "; ".join(f"{v}: {_list_files(f)}" for v, f in sorted(seen.items()))
+            problems.append(f"package {package} differs: {detail}")
+    if problems:
+        raise LeaderboardError(
+            "mixed versions (results from different code or task versions are not comparable; pass allow_mixed=True,"
+            " --allow-mixed, to accept them): " + " | ".join(problems)
+        )
+
+
+def load_evals(
+    run_dirs: Sequence[str | os.PathLike], allow_mixed: bool = False
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Read the runs: the concatenated eval rows of the completed runs (with ``scale`` from config.yaml added) and
+    one record per run (task, algorithm, seed, status, failure_reason, scale, path, versions, task_version).
+
+    Only runs whose meta.json status is ``completed`` contribute rows; the others are recorded (and listed by
+    ``write_leaderboard``) but their eval files, possibly partial, are not read. Raises ``LeaderboardError`` naming
+    the file for: a missing meta.json; a completed run whose eval.parquet is missing, empty (0 bytes or no rows),
+    unreadable or lacks required columns; eval rows whose task/algorithm/seed contradict meta.json; two completed
+    runs of the same (task, algorithm, seed); and, unless ``allow_mixed``, differing ``task_version`` within a task
+    or differing versions of any package in ``VERSION_PACKAGES`` among the completed runs.
+    """
+    records: list[dict[str, Any]] = []
+    frames: list[tuple[Path, pd.DataFrame]] = []
+    seen_runs: dict[tuple[str, str, int], Path] = {}
+    for d in run_dirs:
+        run_dir = Path(d)
+        meta = _read_meta(run_dir)
+        status = str(meta.get("status", "unknown"))
+        config_file = run_dir / "config.yaml"
+        config: dict[str, Any] = {}
+        if status == "completed" or config_file.exists():
+            try:
+                config = load_yaml(config_file)
+            except ConfigError as e:
+                raise LeaderboardError(str(e)) from None
+        record: dict[str, Any] = {
+            "task": meta.get("task", config.get("task")),
+            "algorithm": meta.get("algorithm", config.get("algorithm")),
+            "seed": meta.get("seed", config.get("seed")),
+            "status": status,
+            "failure_reason": meta.get("failure_reason"),
+            "scale": config.get("scale"),
+            "path": str(run_dir),
+            "versions": dict(meta.get("versions") or {}),
+            "task_version": None,
+        }
+        records.append(record)
+        if status != "completed":
+            continue
+        eval_file = run_dir / "eval.parquet"
+        df = _read_eval(eval_file)
+        _check_consistent(eval_file, meta, df)
+        key = (str(meta["task"]), str(meta["algorithm"]), int(meta["seed"]))
+        if key in seen_runs:
+            # Averaging both would count one seed twice (e.g. the same run copied into two experiments).
+            raise LeaderboardError(
+                f"{eval_file}: task {key[0]} algorithm {key[1]} seed {key[2]} also in {seen_runs[key] / 'eval.parquet'}"
+            )
+        seen_runs[key] = run_dir
+        record["task_version"] = ",".join(sorted(map(str, df["task_version"].unique())))
+        df = df.assign(scale=config.get("scale"))
+        frames.append((eval_file, df))
+    if not allow_mixed:
+        _check_versions(records, frames)
+    if frames:
+        evals = pd.concat([f for _, f in frames], ignore_index=True)
+    else:
+        evals = pd.DataFrame({c: pd.Series(dtype=object) for c in (*REQUIRED_COLUMNS, "scale")})
+    evals["seed"] = evals["seed"].astype("int64")
+    for c in ("value_x", "value_y", "return"):
+        evals[c] = evals[c].astype("float64")
+    return evals, records
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (rliable's definition, ``trim_mean(x, 0.25)``)."""
+    return stats.trim_mean(x, 0.25, axis=axis)
+
+
+def _poi(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``P(X > Y) + 0.5 P(X = Y)`` over all pairs of x and y (the Mann-Whitney U statistic over ``n * m``)."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    gt = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
+    eq = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
+    return gt + 0.5 * eq
+
+
+def _bootstrap(samples: tuple[np.ndarray, ...], statistic: Any, n_boot: int, seed: int) -> tuple[float, float]:
+    """95% percentile bootstrap interval, resampling each sample with replacement independently; NaN bounds when a
+    sample has fewer than two values (scipy refuses, and one seed says nothing about spread)."""
+    if any(len(s) < 2 for s in samples):
+        return math.nan, math.nan
+    # A fresh generator per interval, so that each interval is reproducible on its own (and in tests) regardless of
+    # how many tasks or methods come before it. `random_state` (not `rng`) works on every scipy the project allows.
+    res = stats.bootstrap(
+        samples,
+        statistic,
+        confidence_level=CONFIDENCE_LEVEL,
+        method="percentile",
+        n_resamples=n_boot,
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _bottom_decile(cell_means: pd.Series) -> float:
+    values = np.sort(cell_means.to_numpy(dtype=float))
+    return float(values[: max(1, len(values) // 10)].mean())
+
+
+def _per_seed(evals: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, algorithm, seed) with the per-seed scores of ``METRICS`` (NaN where the metric is absent)."""
+    out = evals[_KEYS].drop_duplicates().set_index(_KEYS).sort_index()
+    for metric in ("nominal", "worst_case"):
+        out[metric] = evals[evals["metric"] == metric].groupby(_KEYS)["return"].mean()
+    grid = evals[evals["metric"] == "grid"]
+    out["grid_mean"] = grid.groupby(_KEYS)["return"].mean()
+    cells = grid.groupby([*_KEYS, "value_x", "value_y"], dropna=False)["return"].mean()
+    by_seed = cells.groupby(level=_KEYS)
+    out["grid_worst"] = by_seed.min()
+    out["bottom_decile"] = by_seed.apply(_bottom_decile) if len(cells) else np.nan
+    return out.reset_index()
+
+
+def _grid_cells(evals: pd.DataFrame) -> pd.DataFrame:
+    """Mean grid return per (task, algorithm, cell): the mean over seeds of the seed cell means."""
+    grid = evals[evals["metric"] == "grid"]
+    cols = ["task", "algorithm", "param_x", "value_x", "param_y", "value_y"]
+    per_seed = grid.groupby([*cols, "seed"], dropna=False)["return"].mean().reset_index()
+    cells = per_seed.groupby(cols, dropna=False)["return"].agg(mean_return="mean", n_seeds="count")
+    return cells.reset_index()
+
+
+def _pct_change(m: float, m_ref: float) -> float:
+    return 100.0 * (m - m_ref) / abs(m_ref) if m_ref != 0 and np.isfinite(m_ref) else math.nan
+
+
+def _minmax(values: pd.Series) -> pd.Series:
+    """Min-max normalise to [0, 1]; all-equal values (or one method) give 0.5, a tie rather than a win or a loss."""
+    lo, hi = values.min(), values.max()
+    if not hi > lo:
+        return pd.Series(0.5, index=values.index)
+    return (values - lo) / (hi - lo)
+
+
+def compute_leaderboard(
+    evals: pd.DataFrame,
+    records: list[dict[str, Any]],
+    policy_mode: str = "stochastic",
+    reference: str = "sac",
+    baseline: str = "rarl",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """Aggregate eval rows (from ``load_evals``) into the leaderboard tables; only rows of ``policy_mode`` are used.
+
+    Intervals are 95% percentile bootstrap intervals from ``scipy.stats.bootstrap`` with ``n_boot`` resamples and a
+    fresh ``np.random.default_rng(seed)`` per interval. For one task, rliable's stratified bootstrap reduces to
+    resampling the seeds of that task with replacement, which is what this does (the probability of improvement
+    resamples the method's and the baseline's seeds independently, as rliable's does). With fewer than two seeds the
+    point estimate is given and the bounds are NaN. Missing metrics give NaN.
+
+    Returns a dict of DataFrames:
+
+    * ``main``: one row per (task, algorithm): ``policy_mode``, ``scale``, ``n_seeds`` (completed runs with eval rows
+      of this policy mode), ``n_not_completed`` (failed, running, stopped or interrupted runs, not averaged), for each
+      metric m in ``METRICS`` ``m_iqm``, ``m_low``, ``m_high``, then ``performance_pct`` and ``robustness_pct`` (vs
+      ``reference``), ``poi``, ``poi_low``, ``poi_high`` (vs ``baseline``);
+    * ``per_seed``: task, algorithm, seed, policy_mode and the per-seed scores;
+    * ``ranking``: per algorithm ``n_tasks``, ``robustness_score`` / ``performance_score`` (mean over tasks of the
+      min-max normalised grid-mean / nominal IQM), their ranks (1 best, ties share the best rank), sorted by
+      ``rank_robustness``;
+    * ``grid``: mean grid return per (task, algorithm, cell) for the heatmaps;
+    * ``settings``: one row with policy_mode, reference, baseline, n_boot, seed, confidence_level.
+    """
+    if policy_mode not in POLICY_MODES:
+        raise ValueError(f"policy_mode must be one of {POLICY_MODES}, got {policy_mode!r}")
+    if len(evals) and not (evals["policy_mode"] == policy_mode).any():
+        # An all-NaN table would look like a result; more likely the wrong mode was asked for.
+        modes = sorted(map(str, evals["policy_mode"].unique()))
+        raise LeaderboardError(f"no eval rows with policy_mode {policy_mode!r}; the runs have {', '.join(modes)}")
+    evals = evals[evals["policy_mode"] == policy_mode]
+    per_seed = _per_seed(evals)
+    per_seed.insert(3, "policy_mode", policy_mode)
+
+    pairs = {(str(t), str(a)) for t, a in per_seed[["task", "algorithm"]].itertuples(index=False)}
+    pairs |= {(str(r["task"]), str(r["algorithm"])) for r in records}
+    rows = []
+    for task, algorithm in sorted(pairs):
+        scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == algorithm)]
+        runs = [r for r in records if str(r["task"]) == task and str(r["algorithm"]) == algorithm]
+        scales = sorted({str(r["scale"]) for r in runs if r["status"] == "completed" and r["scale"] is not None})
+        row: dict[str, Any] = {
+            "task": task,
+            "algorithm": algorithm,
+            "policy_mode": policy_mode,
+            "scale": ",".join(scales) if scales else None,
+            "n_seeds": len(scores),
+            "n_not_completed": sum(r["status"] != "completed" for r in runs),
+        }
+        for metric in METRICS:
+            x = scores[metric].dropna().to_numpy(dtype=float)  # seeds lacking the metric are left out, not zeroed
+            row[f"{metric}_iqm"] = float(_iqm(x)) if len(x) else math.nan
+            row[f"{metric}_low"], row[f"{metric}_high"] = _bootstrap((x,), _iqm, n_boot, seed)
+        rows.append(row)
+    main = pd.DataFrame(rows, columns=_main_columns())
+    for col in ("n_seeds", "n_not_completed"):
+        main[col] = main[col].astype("int64")
+
+    for task, idx in main.groupby("task").groups.items():
+        block = main.loc[idx]
+        ref = block[block["algorithm"] == reference]
+        ref_nominal = float(ref["nominal_iqm"].iloc[0]) if len(ref) else math.nan
+        ref_grid = float(ref["grid_mean_iqm"].iloc[0]) if len(ref) else math.nan
+        main.loc[idx, "performance_pct"] = [_pct_change(m, ref_nominal) for m in block["nominal_iqm"]]
+        main.loc[idx, "robustness_pct"] = [_pct_change(m, ref_grid) for m in block["grid_mean_iqm"]]
+        base_scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == baseline)]
+        y = base_scores["grid_mean"].dropna().to_numpy(dtype=float)
+        for i in idx:
+            algo_scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == main.at[i, "algorithm"])]
+            x = algo_scores["grid_mean"].dropna().to_numpy(dtype=float)
+            if len(x) and len(y):
+                main.at[i, "poi"] = float(_poi(x, y))
+                main.at[i, "poi_low"], main.at[i, "poi_high"] = _bootstrap((x, y), _poi, n_boot, seed)
+
+    return {
+        "main": main,
+        "per_seed": per_seed,
+        "ranking": _ranking(main),
+        "grid": _grid_cells(evals),
+        "settings": pd.DataFrame(
+            [
+                {
+                    "policy_mode": policy_mode,
+                    "reference": reference,
+                    "baseline": baseline,
+                    "n_boot": n_boot,
+                    "seed": seed,
+                    "confidence_level": CONFIDENCE_LEVEL,
+                }
+            ]
+        ),
+    }
+
+
+def _main_columns() -> list[str]:
+    cols = ["task", "algorithm", "policy_mode", "scale", "n_seeds", "n_not_completed"]
+    for metric in METRICS:
+        cols += [f"{metric}_iqm", f"{metric}_low", f"{metric}_high"]
+    return [*cols, "performance_pct", "robustness_pct", "poi", "poi_low", "poi_high"]
+
+
+def _ranking(main: pd.DataFrame) -> pd.DataFrame:
+    """Mean over tasks of the per-task min-max normalised IQMs; methods without a score on a task skip that task."""
+    parts = []
+    for _, block in main.groupby("task"):
+        part = pd.DataFrame({"algorithm": block["algorithm"]})
+        for score, col in (("robustness_score", "grid_mean_iqm"), ("performance_score", "nominal_iqm")):
+            valid = block[col].dropna()
+            part[score] = _minmax(valid) if len(valid) else np.nan
+        parts.append(part)
+    columns = ["algorithm", "n_tasks", "robustness_score", "performance_score", "rank_robustness", "rank_performance"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    scores = pd.concat(parts)
+    ranking = scores.groupby("algorithm").agg(
+        n_tasks=("robustness_score", "count"),
+        robustness_score=("robustness_score", "mean"),
+        performance_score=("performance_score", "mean"),
+    )
+    ranking["rank_robustness"] = ranking["robustness_score"].rank(ascending=False, method="min").astype("Int64")
+    ranking["rank_performance"] = ranking["performance_score"].rank(ascending=False, method="min").astype("Int64")
+    ranking = ranking.reset_index().sort_values(["rank_robustness", "algorithm"], na_position="last")
+    return ranking[columns].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output
+
+
+def _num(x: Any, fmt: str = ".1f") -> str:
+    return "n/a" if x is None or pd.isna(x) else format(float(x), fmt)
+
+
+def _interval(row: pd.Series, prefix: str, fmt: str = ".1f") -> str:
+    """``IQM [low, high]``, or just the IQM when there is no interval."""
+    point, low, high = row[f"{prefix}_iqm" if prefix != "poi" else "poi"], row[f"{prefix}_low"], row[f"{prefix}_high"]
+    if pd.isna(point):
+        return "n/a"
+    if pd.isna(low) or pd.isna(high):
+        return _num(point, fmt)
+    return f"{_num(point, fmt)} [{_num(low, fmt)}, {_num(high, fmt)}]"
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if pd.isna(x) else f"{float(x):+.1f}%"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _heatmap_name(task: str) -> str:
+    return f"heatmap_{task.replace('/', '_')}.png"
+
+
+def _write_heatmap(cells: pd.DataFrame, task: str, path: Path, policy_mode: str) -> None:
+    """One panel per method of the mean grid return over param_x (columns) x param_y (rows), one colour scale."""
+    # A bare Figure renders with Agg and leaves pyplot's global state (and any backend the caller chose) alone.
+    from matplotlib.figure import Figure
+
+    algorithms = sorted(cells["algorithm"].unique())
+    vmin, vmax = float(cells["mean_return"].min()), float(cells["mean_return"].max())
+    fig = Figure(figsize=(3.4 * len(algorithms) + 1.2, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(algorithms), squeeze=False)[0]
+    image = None
+    for ax, algorithm in zip(axes, algorithms, strict=True):
+        block = cells[cells["algorithm"] == algorithm]
+        table = block.pivot(index="value_y", columns="value_x", values="mean_return").sort_index().sort_index(axis=1)
+        image = ax.imshow(table.to_numpy(), origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_xticks(range(table.shape[1]), [f"{v:.3g}" for v in table.columns], rotation=90, fontsize=7)
+        ax.set_yticks(range(table.shape[0]), [f"{v:.3g}" for v in table.index], fontsize=7)
+        ax.set_xlabel(str(block["param_x"].iloc[0]))
+        ax.set_ylabel(str(block["param_y"].iloc[0]))
+        ax.set_title(algorithm)
+    fig.colorbar(image, ax=list(axes), label=f"mean return ({policy_mode} policy)")
+    fig.suptitle(f"{task}: grid, zero force")
+    fig.savefig(path, dpi=110)
+
+
+def _versions_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Each package's version(s) over the completed runs (all runs if none completed), with counts when mixed."""
+    runs = [r for r in records if r["status"] == "completed"] or records
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in runs:
+        for package, version in r["versions"].items():
+            counts[package][str(version)] += 1
+    lines = []
+    for package in sorted(counts):
+        values = counts[package]
+        if len(values) == 1:
+            lines.append(f"- {package} {next(iter(values))}")
+        else:
+            lines.append(f"- {package} MIXED: " + ", ".join(f"{v} ({_runs(n)})" for v, n in sorted(values.items())))
+    return lines or ["- (no versions recorded)"]
+
+
+def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str, pngs: list[Path]) -> str:
+    settings = tables["settings"].iloc[0]
+    main, per_seed = tables["main"], tables["per_seed"]
+    ref, base, mode = settings["reference"], settings["baseline"], settings["policy_mode"]
+    md = [
+        "# Leaderboard",
+        "",
+        "Made by:",
+        "",
+        f"    {command or '(command not recorded)'}",
+        "",
+        f"Policy mode: **{mode}** (only evaluation episodes with this policy mode are used). "
+        f"Scores per seed are mean episode returns; across seeds the IQM (interquartile mean) with a "
+        f"{settings['confidence_level']:.0%} percentile bootstrap interval over seeds ({settings['n_boot']} resamples, "
+        f"seed {settings['seed']}), shown as IQM [low, high]; no interval with fewer than 2 seeds.",
+        "",
+        f"Grid mean: mean over all grid episodes (zero force). Grid worst cell: the lowest cell mean. Grid bottom 10%: "
+        f"the mean of the lowest 10% of cell means (at least one cell). Performance / robustness: % change of the "
+        f"nominal / grid-mean IQM vs `{ref}` on the same task, 100 (m - m_ref) / |m_ref|. P(> {base}): probability "
+        f"that a seed's grid mean beats one of `{base}` (ties count half).",
+        "",
+    ]
+    for task, block in main.groupby("task", sort=True):
+        versions = sorted({str(r["task_version"]) for r in records if r["task"] == task and r["task_version"]})
+        md += [f"## {task}" + (f" ({', '.join(versions)})" if versions else ""), ""]
+        scales = {s for s in block["scale"].dropna() for s in str(s).split(",")}
+        if len(scales) > 1:
+            md += [
+                f"**Warning: runs of different scales ({', '.join(sorted(scales))}) are compared on this task.**",
+                "",
+            ]
+        header = ["method", "seeds", "scale", *[METRIC_LABELS[m] for m in METRICS]]
+        header += [f"perf. vs {ref}", f"robust. vs {ref}", f"P(> {base})", "not completed"]
+        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in block.iterrows():
+            seeds = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == row["algorithm"])]["seed"]
+            cells = [
+                str(row["algorithm"]),
+                f"{row['n_seeds']} ({', '.join(map(str, sorted(seeds)))})" if row["n_seeds"] else "0",
+                str(row["scale"]) if pd.notna(row["scale"]) else "n/a",
+                *[_interval(row, m) for m in METRICS],
+                _pct(row["performance_pct"]),
+                _pct(row["robustness_pct"]),
+                _interval(row, "poi", ".2f"),
+                str(row["n_not_completed"]),
+            ]
+            md.append("| " + " | ".join(cells) + " |")
+        md.append("")
+        png = next((p for p in pngs if p.name == _heatmap_name(task)), None)
+        if png is not None:
+            md += [f"![{task} grid]({png.name})", ""]
+
+    ranking = tables["ranking"]
+    md += [
+        "## Overall ranking",
+        "",
+        "Per task, each method's IQM is min-max normalised across the methods present (all equal: 0.5); the scores "
+        "are the means of these over tasks (1 = best on every task). Rank 1 is best.",
+        "",
+        "| rank (robustness) | method | tasks | robustness score (grid mean) | performance score (nominal) "
+        "| rank (performance) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, row in ranking.iterrows():
+        md.append(
+            f"| {_num(row['rank_robustness'], '.0f')} | {row['algorithm']} | {row['n_tasks']} "
+            f"| {_num(row['robustness_score'], '.3f')} | {_num(row['performance_score'], '.3f')} "
+            f"| {_num(row['rank_performance'], '.0f')} |"
+        )
+    md.append("")
+
+    completed = [r for r in records if r["status"] == "completed"]
+    scale_counts = pd.Series([str(r["scale"]) for r in completed], dtype=object).value_counts().sort_index()
+    md += [
+        "## Runs",
+        "",
+        f"{len(completed)} completed runs of {len(records)}. Scales: "
+        + (", ".join(f"{s} ({_runs(n)})" for s, n in scale_counts.items()) or "none")
+        + ".",
+        "",
+        "Package versions (from meta.json):",
+        "",
+        *_versions_lines(records),
+        "",
+    ]
+    not_completed = sorted(
+        (r for r in records if r["status"] != "completed"),
+        key=lambda r: (str(r["task"]), str(r["algorithm"]), str(r["seed"])),
+    )
+    md += ["Failed or incomplete runs (not averaged):", ""]
+    if not_completed:
+        md += ["| task | method | seed | status | reason | path |", "|---|---|---|---|---|---|"]
+        for r in not_completed:
+            reason = str(r["failure_reason"] or "").replace("|", "\\|").replace("\n", " ") or "-"
+            md.append(f"| {r['task']} | {r['algorithm']} | {r['seed']} | {r['status']} | {reason} | {r['path']} |")
+    else:
+        md.append("none")
+    md.append("")
+    return "\n".join(md)
+
+
+def _html(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str) -> str:
+    mode = tables["settings"].iloc[0]["policy_mode"]
+    runs = pd.DataFrame(
+        [{k: r[k] for k in ("task", "algorithm", "seed", "status", "failure_reason", "scale", "path")} for r in records]
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>Leaderboard</title></head><body>',
+        "<h1>Leaderboard</h1>",
+        f"<p>Made by: <code>{html.escape(command or '(command not recorded)')}</code></p>",
+        f"<p>Policy mode: <b>{html.escape(str(mode))}</b>. IQM with 95% percentile bootstrap intervals over seeds.</p>",
+    ]
+    for title, df in (
+        ("Per task and method", tables["main"]),
+        ("Overall ranking", tables["ranking"]),
+        ("Per seed", tables["per_seed"]),
+        ("Settings", tables["settings"]),
+        ("Runs", runs),
+    ):
+        parts += [f"<h2>{title}</h2>", df.to_html(index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}")]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_leaderboard(
+    tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], out: str | os.PathLike, command: str
+) -> list[Path]:
+    """Write into ``out``: ``leaderboard.md``, ``leaderboard.csv`` (``tables['main']``, one row per task x method),
+    ``leaderboard.html`` (the tables, plain) and ``heatmap_<task>.png`` for every task with grid rows (``/`` in the
+    task id becomes ``_``). Returns the paths written (Markdown, CSV, HTML, then the heatmaps)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mode = str(tables["settings"].iloc[0]["policy_mode"])
+    pngs = []
+    for task, cells in tables["grid"].groupby("task", sort=True):
+        png = out / _heatmap_name(str(task))
+        _write_heatmap(cells, str(task), png, mode)
+        pngs.append(png)
+    md, csv, page = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html"
+    md.write_text(_markdown(tables, records, command, pngs), encoding="utf-8")
+    tables["main"].to_csv(csv, index=False)
+    page.write_text(_html(tables, records, command), encoding="utf-8")
+    return [md, csv, page, *pngs]
+
+
+def main_leaderboard(
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    allow_mixed: bool = False,
+    policy_mode: str = "stochastic",
+    command: str = "",
+) -> list[Path]:
+    """Find the runs under ``paths``, load, check and aggregate them, and write the leaderboard into ``out``.
+    Raises ``LeaderboardError`` when no run is found (and for the input errors of ``load_evals``)."""
+    run_dirs = find_runs(paths)
+    if not run_dirs:
+        raise LeaderboardError(
+            f"no run directories (with eval.parquet or meta.json) under {', '.join(map(str, paths))}"
+        )
+    evals, records = load_evals(run_dirs, allow_mixed=allow_mixed)
+    tables = compute_leaderboard(evals, records, policy_mode=policy_mode)
+    return write_leaderboard(tables, records, out, command)
