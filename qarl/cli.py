@@ -183,6 +183,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from qarl.leaderboard import LeaderboardError, main_leaderboard
+
+    command = "qarl " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("qarl") else "qarl leaderboard"
+    try:
+        files = main_leaderboard(args.results, args.out, args.allow_mixed, args.policy_mode, command=command)
+    except LeaderboardError as exc:
+        raise UserError(str(exc)) from None
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
     from qarl.diagnostics.testbed import run_testbed
 
@@ -316,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-modes", nargs="+", choices=["deterministic", "stochastic"], help="policy modes")
     p.add_argument("--force", action="store_true", help="overwrite an existing eval.parquet")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("leaderboard", help="leaderboard tables and heatmaps from run directories' eval.parquet")
+    p.add_argument(
+        "results", nargs="*", default=["runs"], metavar="RESULTS_DIR", help="folders to search (default runs)"
+    )
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--policy-mode", choices=["deterministic", "stochastic"], default="stochastic")
+    p.add_argument("--allow-mixed", action="store_true", help="accept runs with differing package or task versions")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("diagnose", help="realizability and Bellman-completeness diagnostics")
     diag = p.add_subparsers(dest="diagnose_command", metavar="WHAT", required=True)
