@@ -58,7 +58,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from qarl.training.checkpoint import CheckpointError, rng_state, set_rng_state
+from qarl.training.checkpoint import CheckpointError
 from qarl.training.loop import ADVERSARY, PROTAGONIST, LoopConfig, TwoPlayerTrainer
 from qarl.training.sac import NonFiniteLossError, SACConfig
 
@@ -440,7 +440,7 @@ class MixedNELDTrainer(TwoPlayerTrainer):
                 if adversary_on
                 else a_pi
             )
-        return protagonist.to_env(a_exec), np.zeros((len(obs), *self.game.adversary_action_space.shape))
+        return self.to_env(a_exec), np.zeros((len(obs), *self.game.adversary_action_space.shape))
 
     def observe(self, obs, next_obs, a_pi, a_adv, a_exec, reward: float, terminated: bool) -> None:
         """Store one joint transition; one gradient step every ``train_every`` steps after ``learning_starts``."""
@@ -501,30 +501,11 @@ class MixedNELDTrainer(TwoPlayerTrainer):
         adversary.record(float(loss_adv.item()), critic_value)
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "iteration": self.iteration,
-            "env_steps": self.env_steps,
-            "train_episodes": self.train_episodes,
-            "players": {name: p.state_dict() for name, p in self.players.items()},
-            "rng": rng_state(),
-            "method": self.method_state(),
-        }
+    def player_state(self, player: LangevinPlayer) -> dict[str, Any]:
+        return player.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if set(state["players"]) != set(self.players):
-            raise CheckpointError(
-                f"checkpoint holds players {sorted(state['players'])}, this method has {sorted(self.players)}"
-            )
-        for name, p in self.players.items():
-            p.load_state_dict(state["players"][name])
-        self.iteration, self.env_steps, self.train_episodes = (
-            state["iteration"],
-            state["env_steps"],
-            state["train_episodes"],
-        )
-        self.load_method_state(state["method"])
-        set_rng_state(state["rng"])
+    def load_player_state(self, player: LangevinPlayer, state: dict[str, Any]) -> None:
+        player.load_state_dict(state)
 
     def method_state(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ import numpy as np
 import torch as th
 
 import envs
-from qarl.training.checkpoint import load_player_state, player_state, rng_state, set_rng_state
+from qarl.training.checkpoint import CheckpointError, load_player_state, player_state, rng_state, set_rng_state
 from qarl.training.sac import QSAC, Player, SACConfig
 
 PROTAGONIST, ADVERSARY = "protagonist", "adversary"
@@ -256,23 +256,30 @@ class TwoPlayerTrainer:
         return out
 
     # ------------------------------------------------------------------ checkpoints
+    def player_state(self, player: Any) -> dict[str, Any]:
+        """One player's checkpoint state (methods with their own learners override both hooks)."""
+        return player_state(player)
+
+    def load_player_state(self, player: Any, state: dict[str, Any]) -> None:
+        load_player_state(player, state)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "train_episodes": self.train_episodes,
-            "players": {name: player_state(p) for name, p in self.players.items()},
+            "players": {name: self.player_state(p) for name, p in self.players.items()},
             "rng": rng_state(),
             "method": self.method_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state["players"]) != set(self.players):
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint holds players {sorted(state['players'])}, this method has {sorted(self.players)}"
             )
         for name, p in self.players.items():
-            load_player_state(p, state["players"][name])
+            self.load_player_state(p, state["players"][name])
         self.iteration, self.env_steps, self.train_episodes = (
             state["iteration"],
             state["env_steps"],
