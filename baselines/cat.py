@@ -140,5 +140,19 @@ class CATTrainer(TwoPlayerTrainer):
         self._radius = radius
         return out
 
+    def eval_actions(self, obs: np.ndarray, deterministic: bool, adversary_on: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Batched evaluation actions; ``adversary_on``: each action MAS-attacked at ``max_radius`` (row by row)."""
+        actions, forces = super().eval_actions(obs, deterministic, False)
+        if adversary_on and self.config.max_radius > 0:
+            policy, actor = self.players[PROTAGONIST].model.policy, self.players[PROTAGONIST].model.actor
+            scaled = policy.scale_action(actions)
+            actions = np.stack(
+                [
+                    policy.unscale_action(mas_attack(actor, o, a, self.config.max_radius, self.config))
+                    for o, a in zip(obs, scaled, strict=True)
+                ]
+            )
+        return actions, forces
+
     def extra_stats(self) -> dict[str, float]:
         return {"attack_radius": self._radius}
