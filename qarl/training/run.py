@@ -298,7 +298,11 @@ def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrai
 
 def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:
     now = config.to_dict()
-    strip = lambda d: {**d, "loop": {k: v for k, v in d.get("loop", {}).items() if k != "iterations"}}  # noqa: E731
+    # the iteration count may be extended and the evaluation settings do not touch training
+    strip = lambda d: {  # noqa: E731
+        **{k: v for k, v in d.items() if k != "eval"},
+        "loop": {k: v for k, v in d.get("loop", {}).items() if k != "iterations"},
+    }
     if strip(saved) != strip(now):
         diff = sorted(k for k in set(saved) | set(now) if strip(saved).get(k) != strip(now).get(k))
         raise TrialError(f"checkpoint {path} was written with another config (differs in {diff})")
