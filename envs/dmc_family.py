@@ -8,27 +8,13 @@ flattened in its own key order) and rewards equal the suite task's bit for bit f
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import FX, FY, FZ, TY, ForceDim, ParamSpec, ZeroSumGame
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-    """Silence absl's compile-time warnings (dm_control's cheetah model uses the deprecated 'settotalmass')."""
-    from absl import logging as absl_logging
-
-    level = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-        yield
-    finally:
-        absl_logging.set_verbosity(level)
+from envs.core import FX, FY, FZ, TY, ForceDim, ParamSpec, ZeroSumGame, quiet_absl
 
 
 def flatten_observation(obs: OrderedDict[str, Any]) -> np.ndarray:
@@ -68,7 +54,7 @@ class DMCGame(ZeroSumGame):
     def _load(self, random: np.random.RandomState):
         from dm_control import suite
 
-        with _quiet_absl():
+        with quiet_absl():
             return suite.load(self.domain, self.task_name, task_kwargs={"random": random, "time_limit": float("inf")})
 
     @classmethod
