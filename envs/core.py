@@ -41,7 +41,7 @@ _DERIVED_DATA_FIELDS = (
 
 @contextlib.contextmanager
 def quiet_absl():
-    """Silence absl's compile-time warnings (the cheetah models use the deprecated 'settotalmass')."""
+    """Silence absl's compile-time warnings (dm_control's cheetah model uses the deprecated 'settotalmass')."""
     from absl import logging as absl_logging
 
     level = absl_logging.get_verbosity()

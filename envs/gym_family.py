@@ -14,7 +14,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import FX, FY, FZ, ForceDim, ParamSpec, ZeroSumGame, quiet_absl
+from envs.core import FX, FY, FZ, ForceDim, ParamSpec, ZeroSumGame
 
 # RARL's robustness ranges: 0.5x to 1.5x of the nominal value.
 _REL_LOW, _REL_HIGH = 0.5, 1.5
@@ -40,8 +40,7 @@ class GymGame(ZeroSumGame):
         self._init_kwargs["env_kwargs"] = dict(env_kwargs or {})
         # ``.unwrapped`` drops gymnasium's TimeLimit/OrderEnforcing/checker wrappers; the game keeps its
         # own horizon and order checks, and the raw env's step is what gymnasium.make would call.
-        with quiet_absl():
-            self._env = gymnasium.make(self.gym_id, **(env_kwargs or {})).unwrapped
+        self._env = gymnasium.make(self.gym_id, **(env_kwargs or {})).unwrapped
         self.observation_space: spaces.Box = self._env.observation_space
         self.protagonist_action_space: spaces.Box = self._env.action_space
         self.dt = float(self._env.dt)
