@@ -159,10 +159,22 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     pd.testing.assert_frame_equal(_progress(full), _progress(part))
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
+KILL_METHODS = {
+    "rarl": [],
+    "qarl": ["--set", "teacher.update_every=4"],  # the teacher updates (and is checkpointed) within the run
+    "force_curriculum": ["--set", "teacher.update_every=4"],
+    "cat": [],
+    "domain_randomization": [],
+    "mixedne_ld": [],
+}
+
+
+@pytest.mark.parametrize("algo", list(KILL_METHODS))
+def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     """SIGKILL a `qarl train` process mid-run, resume it: the progress equals an uninterrupted run's."""
-    args = ["--task", "dmc/cartpole-balance", "--algo", "rarl", "--seed", "2", "--iterations", "6"]
-    args += ["--set", "loop.checkpoint_every=2", "--set", "loop.horizon=120", "--experiment", "k"]
+    args = ["--task", "dmc/cartpole-balance", "--algo", algo, "--seed", "2", "--iterations", "6"]
+    args += ["--set", "loop.checkpoint_every=2", "--set", "loop.horizon=120", "--set", "eval.enabled=false"]
+    args += [*KILL_METHODS[algo], "--experiment", "k"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(
         [sys.executable, "-m", "qarl", "train", *args, "--out", str(tmp_path / "full")],
@@ -172,7 +184,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-m", "qarl", "train", *args, "--out", str(tmp_path / "kill")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    run_dir = run_dir_for(tmp_path / "kill", "k", "dmc/cartpole-balance", "rarl", 2)
+    run_dir = run_dir_for(tmp_path / "kill", "k", "dmc/cartpole-balance", algo, 2)
     deadline = time.time() + 120
     while not (run_dir / "checkpoints" / "iter_000002.pt").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -188,7 +200,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
-    full_dir = run_dir_for(tmp_path / "full", "k", "dmc/cartpole-balance", "rarl", 2)
+    full_dir = run_dir_for(tmp_path / "full", "k", "dmc/cartpole-balance", algo, 2)
     pd.testing.assert_frame_equal(_progress(full_dir), _progress(run_dir))
 
 
