@@ -140,6 +140,8 @@ class CATTrainer(TwoPlayerTrainer):
         self._radius = radius
         return out
 
+    evaluates_adversary = True  # the MAS attack at max_radius plays the adversary
+
     def eval_actions(self, obs: np.ndarray, deterministic: bool, adversary_on: bool) -> tuple[np.ndarray, np.ndarray]:
         """Batched evaluation actions; ``adversary_on``: each action MAS-attacked at ``max_radius`` (row by row)."""
         actions, forces = super().eval_actions(obs, deterministic, False)

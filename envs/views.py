@@ -36,9 +36,6 @@ class _GameView(gymnasium.Env):
         self._obs, info = self.game.reset(seed=seed, options=options)
         return self._obs, info
 
-    def _other_action(self) -> Any:
-        raise NotImplementedError
-
     def close(self) -> None:
         self.game.close()
 

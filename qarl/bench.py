@@ -21,8 +21,6 @@ import torch as th
 
 
 def _sb3_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[float, int]:
-    from stable_baselines3.common.logger import Logger
-
     import envs
     from envs.views import ProtagonistView
     from qarl.training.sac import SACConfig, make_sac
@@ -34,9 +32,7 @@ def _sb3_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[
     model.set_env(view)
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps)
-    elapsed = time.perf_counter() - t0
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    return elapsed, int(model._n_updates)
+    return time.perf_counter() - t0, int(model._n_updates)
 
 
 def _loop_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[float, int]:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch as th
 
 import envs
-from qarl.training.loop import ADVERSARY, TwoPlayerTrainer
+from qarl.training.loop import TwoPlayerTrainer
 
 POLICY_MODES = ("deterministic", "stochastic")
 _STREAMS = {"nominal": 11, "adversary": 12, "worst_case": 13, "grid": 14, "sweep_x": 15, "sweep_y": 16,
@@ -167,7 +168,7 @@ class Evaluator:
 
     def run(self) -> pd.DataFrame:
         cfg, t0, rows = self.config, time.perf_counter(), []
-        has_adversary = ADVERSARY in self.trainer.players or self.trainer.name == "cat"
+        has_adversary = self.trainer.evaluates_adversary
         x, y = self.param_names[0], self.param_names[1]
         for mode in cfg.policy_modes:
             det = mode == "deterministic"
@@ -232,8 +233,6 @@ class Evaluator:
             actor, policy = model.actor, model.policy
 
             def act(o, det=det, actor=actor, policy=policy):
-                import torch as th
-
                 prot, _ = trainer.eval_actions(o, det, False)
                 with th.no_grad():
                     scaled = actor(th.as_tensor(o, dtype=th.float32), deterministic=det).numpy()

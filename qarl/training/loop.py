@@ -167,6 +167,11 @@ class TwoPlayerTrainer:
             return obs
         return np.stack([self.player_obs(player, o) for o in obs])
 
+    @property
+    def evaluates_adversary(self) -> bool:
+        """Whether the ``adversary`` evaluation metric applies (a co-trained adversary, or a method's attack)."""
+        return ADVERSARY in self.players
+
     def prepare_evaluation(self) -> None:
         """Put the method in its evaluation state (curriculum values of ``evaluate``) for external evaluation."""
 

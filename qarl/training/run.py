@@ -188,7 +188,7 @@ def run_trial(
         if not config_file.exists():
             raise TrialError(f"nothing to resume: {config_file} does not exist")
         saved = parse_trial_config(load_yaml(config_file))
-        if config is not None and dataclasses.replace(config, loop=saved.loop) != dataclasses.replace(saved):
+        if config is not None and dataclasses.replace(config, loop=saved.loop, eval=saved.eval) != saved:
             given, have = config.to_dict(), saved.to_dict()
             diff = sorted(k for k in set(given) | set(have) if k != "loop" and given.get(k) != have.get(k))
             raise TrialError(f"{run_dir} was started with another config (differs in {diff}); resume it as it is")
