@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -50,6 +51,32 @@ def quiet_absl():
         yield
     finally:
         absl_logging.set_verbosity(level)
+
+
+_KNOWN_COMPILE_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+@contextlib.contextmanager
+def quiet_model_load():
+    """Build a task's model without known, harmless noise on the terminal.
+
+    gymnasium's and dm_control's models use MuJoCo's deprecated ``settotalmass`` (MuJoCo prints a warning for
+    each compile), and importing their renderers on a machine without a display warns that there is none
+    (rendering is never used). Other MuJoCo warnings are re-raised as Python ``RuntimeWarning``s.
+    """
+
+    def forward(message: str) -> None:
+        if not message.startswith(_KNOWN_COMPILE_WARNINGS):
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(forward)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*DISPLAY environment variable is missing")
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 @dataclass(frozen=True)
@@ -336,6 +363,28 @@ class ZeroSumGame:
         info["params"] = self.get_params()
         return obs, float(reward), bool(terminated), bool(truncated), info
 
+    def step_lean(
+        self, protagonist_action: np.ndarray, adversary_action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool]:
+        """:meth:`step` without the info dict, for batched evaluation: (obs, reward, terminated, truncated).
+
+        The caller guarantees float arrays of the spaces' shapes with finite entries (the batched evaluator checks
+        a whole batch at once); the force is clipped to the bound as in :meth:`step`, and the trajectory is
+        identical to the one :meth:`step` produces.
+        """
+        if self._needs_reset:
+            raise RuntimeError(f"{self.task_id}: call reset() before step() (and after an episode ends)")
+        force = np.minimum(np.maximum(adversary_action, self._adv_low), self._adv_high)
+        self._data.xfrc_applied[self._force_body_ids, self._force_components] = force
+        try:
+            obs, reward, terminated = self._task_step_lean(protagonist_action)
+        finally:
+            self._data.xfrc_applied[:] = 0.0
+        self._elapsed += 1
+        truncated = (not terminated) and self._elapsed >= self.horizon
+        self._needs_reset = terminated or truncated
+        return obs, reward, terminated, truncated
+
     def _check_action(self, action: Any, space: spaces.Box, who: str) -> np.ndarray:
         a = action if isinstance(action, np.ndarray) else np.asarray(action)
         if a.shape != space.shape:
@@ -371,6 +420,11 @@ class ZeroSumGame:
     def _task_step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, dict[str, float], dict[str, Any]]:
         """Step the task with the adversary force in place: obs, reward, terminated, reward terms, info."""
         raise NotImplementedError
+
+    def _task_step_lean(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """:meth:`_task_step` without reward terms and info (families override it where that saves time)."""
+        obs, reward, terminated, _, _ = self._task_step(action)
+        return obs, float(reward), bool(terminated)
 
     def _task_rng_state(self) -> Any:
         raise NotImplementedError

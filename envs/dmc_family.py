@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import FX, FY, FZ, TY, ForceDim, ParamSpec, ZeroSumGame, quiet_absl
+from envs.core import FX, FY, FZ, TY, ForceDim, ParamSpec, ZeroSumGame, quiet_absl, quiet_model_load
 
 
 def flatten_observation(obs: OrderedDict[str, Any]) -> np.ndarray:
@@ -52,9 +52,9 @@ class DMCGame(ZeroSumGame):
         self._finish_setup(self._physics.model.ptr, self._physics.data.ptr, self.param_specs_for(task_name))
 
     def _load(self, random: np.random.RandomState):
-        from dm_control import suite
+        with quiet_absl(), quiet_model_load():
+            from dm_control import suite
 
-        with quiet_absl():
             return suite.load(self.domain, self.task_name, task_kwargs={"random": random, "time_limit": float("inf")})
 
     @classmethod
@@ -449,9 +449,10 @@ class QuadrupedNavigateGame(DMCGame):
         return np.zeros_like(self.adversary_bound), self.adversary_bound
 
     def _load(self, random: np.random.RandomState):
-        from envs import dmc_navigate
+        with quiet_absl(), quiet_model_load():
+            from envs import dmc_navigate
 
-        return dmc_navigate.load(random=random, time_limit=float("inf"))
+            return dmc_navigate.load(random=random, time_limit=float("inf"))
 
     @classmethod
     def param_specs_for(cls, task_name: str) -> tuple[ParamSpec, ...]:

@@ -14,7 +14,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import FX, FY, FZ, ForceDim, ParamSpec, ZeroSumGame
+from envs.core import FX, FY, FZ, ForceDim, ParamSpec, ZeroSumGame, quiet_model_load
 
 # RARL's robustness ranges: 0.5x to 1.5x of the nominal value.
 _REL_LOW, _REL_HIGH = 0.5, 1.5
@@ -40,7 +40,8 @@ class GymGame(ZeroSumGame):
         self._init_kwargs["env_kwargs"] = dict(env_kwargs or {})
         # ``.unwrapped`` drops gymnasium's TimeLimit/OrderEnforcing/checker wrappers; the game keeps its
         # own horizon and order checks, and the raw env's step is what gymnasium.make would call.
-        self._env = gymnasium.make(self.gym_id, **(env_kwargs or {})).unwrapped
+        with quiet_model_load():
+            self._env = gymnasium.make(self.gym_id, **(env_kwargs or {})).unwrapped
         self.observation_space: spaces.Box = self._env.observation_space
         self.protagonist_action_space: spaces.Box = self._env.action_space
         self.dt = float(self._env.dt)
@@ -56,6 +57,10 @@ class GymGame(ZeroSumGame):
         terms = {k[len("reward_") :]: float(v) for k, v in info.items() if k.startswith("reward_")}
         extra = {k: v for k, v in info.items() if not k.startswith("reward_")}
         return obs, float(reward), bool(terminated), terms, extra
+
+    def _task_step_lean(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        obs, reward, terminated, _, _ = self._env.step(action)
+        return obs, float(reward), bool(terminated)
 
     def _task_rng_state(self) -> Any:
         return self._env.np_random.bit_generator.state

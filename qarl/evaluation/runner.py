@@ -85,6 +85,17 @@ class GamePool:
         return self.games[:n]
 
 
+def _checked(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``x`` as an array of ``shape`` with finite entries (one check for a whole batch; the dtype is kept, as by
+    ``step``, so that a game's reward terms see the policy's action unchanged)."""
+    a = np.asarray(x)
+    if a.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contain NaN or inf")
+    return a
+
+
 def run_batch(
     games: list,
     seeds: Sequence[int],
@@ -107,9 +118,11 @@ def run_batch(
     while running.any():
         idx = np.flatnonzero(running)
         actions, forces = act(obs[idx])
+        actions = _checked(actions, (len(idx), *games[0].protagonist_action_space.shape), "protagonist actions")
+        forces = _checked(forces, (len(idx), *games[0].adversary_action_space.shape), "adversary forces")
         for j, i in enumerate(idx):
-            f = forces[j] if force_fn is None else force_fn(int(i), t, forces[j])
-            o, r, terminated, truncated, _ = games[i].step(actions[j], f)
+            f = forces[j] if force_fn is None else _checked(force_fn(int(i), t, forces[j]), forces[j].shape, "force")
+            o, r, terminated, truncated = games[i].step_lean(actions[j], f)
             obs[i] = o
             returns[i] += r
             lengths[i] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -70,6 +71,14 @@ def test_import_envs_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_building_games_prints_nothing_without_a_display():
+    """No MuJoCo 'settotalmass' deprecation lines and no 'DISPLAY is missing' renderer warnings on the terminal."""
+    code = "import envs\nfor t in ('gym/HalfCheetah-v5', 'dmc/cheetah-run', 'dmc/quadruped-navigate'): envs.make(t)"
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "" and out.stderr.strip() == "", out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("task_id", ALL_TASKS)
 def test_spaces_and_basic_contract(task_id):
     game = envs.make(task_id)
@@ -125,6 +134,28 @@ def test_same_seed_same_trajectory(task_id):
     np.testing.assert_array_equal(r1, r3)
     o4, _ = _rollout(envs.make(task_id), 8, acts[:1])
     assert not np.array_equal(o1[0], o4[0]), "a different seed should give a different initial state"
+
+
+@pytest.mark.parametrize("task_id", ALL_TASKS)
+def test_step_lean_follows_step_exactly(task_id):
+    """The batched evaluator's info-free step produces the trajectory of ``step`` (forces beyond the bound clipped)."""
+    game = envs.make(task_id, horizon=40)
+    acts = [(a, 1.5 * b) for a, b in _actions(game, 40, seed=5)]
+    o1, r1 = _rollout(game, 11, acts)
+    obs = [game.reset(seed=11)[0]]
+    rewards, ends = [], []
+    for a, b in acts:
+        o, r, terminated, truncated = game.step_lean(a, b)
+        obs.append(o)
+        rewards.append(r)
+        ends.append((terminated, truncated))
+        if terminated or truncated:
+            break
+    np.testing.assert_array_equal(o1, np.array(obs))
+    np.testing.assert_array_equal(r1, np.array(rewards))
+    assert ends[-1][0] or ends[-1][1]
+    with pytest.raises(RuntimeError, match="reset"):
+        game.step_lean(acts[0][0], acts[0][1])
 
 
 @pytest.mark.parametrize("task_id", ALL_TASKS)

@@ -62,6 +62,26 @@ def test_batched_episodes_equal_one_at_a_time(trained):
     assert game_params == envs.make("dmc/cartpole-balance").nominal_params()
 
 
+def test_run_batch_rejects_non_finite_or_misshapen_actions():
+    games = [envs.make("dmc/cartpole-balance", horizon=5) for _ in range(2)]
+    nominal = games[0].nominal_params()
+
+    def act(o, bad):
+        a, f = np.zeros((len(o), 1)), np.zeros((len(o), 2))
+        if bad == "nan":
+            a[-1, 0] = np.nan
+        elif bad == "shape":
+            f = np.zeros((len(o), 3))
+        return a, f
+
+    with pytest.raises(ValueError, match="protagonist actions contain NaN"):
+        run_batch(games, [0, 1], [nominal, nominal], lambda o: act(o, "nan"))
+    with pytest.raises(ValueError, match=r"adversary forces must have shape \(2, 2\)"):
+        run_batch(games, [0, 1], [nominal, nominal], lambda o: act(o, "shape"))
+    rets, lens = run_batch(games, [0, 1], [nominal, nominal], lambda o: act(o, None))
+    assert list(lens) == [5, 5] and np.all(rets > 0)
+
+
 def test_evaluator_reuses_games_and_restores_nominal_params(trained):
     run_dir, _ = trained
     config, trainer, _ = load_trainer(run_dir)
