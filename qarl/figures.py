@@ -537,3 +537,24 @@ def critics(runs: list[Run], out: Path, player: str = "protagonist") -> list[Pat
 
 
 FigureFn = Callable[..., list[Path]]
+
+
+TESTBED_SIZES: dict[str, dict[str, tuple]] = {
+    "smoke": {"lams": (0.0, 0.5, 1.0), "ns": (500, 2000), "seeds": (0, 1)},
+    "small": {"lams": (0.0, 0.1, 0.2, 0.5, 1.0), "ns": (1000, 5000, 20000), "seeds": (0, 1, 2, 3, 4)},
+    "paper": {
+        "lams": (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+        "ns": (1000, 5000, 20000, 100000),
+        "seeds": tuple(range(20)),
+    },
+}
+
+
+def testbed(out: Path, scale: str = "small") -> list[Path]:
+    """``qarl diagnose testbed`` at the scale's sizes (:data:`TESTBED_SIZES`): testbed.png, .md and .csv."""
+    from qarl.diagnostics.testbed import run_testbed
+
+    if scale not in TESTBED_SIZES:
+        raise FigureError(f"unknown scale {scale!r}; expected one of {list(TESTBED_SIZES)}")
+    run_testbed(**TESTBED_SIZES[scale], out=out)
+    return [Path(out) / f"testbed.{ext}" for ext in ("png", "md", "csv")]
