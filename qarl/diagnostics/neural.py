@@ -107,7 +107,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 import torch as th
 from torch import nn
 
@@ -638,10 +637,13 @@ class NeuralDiagnostics:
                 m = min(len(g), horizon)  # steps whose returns are complete up to the mc_tail weight
                 f_all[name].append(view.f(obs_t[:m], th.as_tensor(np.asarray(d["act"][:m]))).numpy())
                 g_all[name].append(g[:m])
+        from scipy.stats import spearmanr  # here, not at module level: it would add ~0.8 s to every `qarl train`
+
         out = {}
         for name in views:
             f, g = np.concatenate(f_all[name]).astype(np.float64), np.concatenate(g_all[name])
-            spearman = float(scipy.stats.spearmanr(f, g).statistic) if len(f) > 1 and np.ptp(g) > 0 else math.nan
+            ok = len(f) > 1 and np.ptp(f) > 0 and np.ptp(g) > 0  # a constant sequence has no rank correlation
+            spearman = float(spearmanr(f, g).statistic) if ok else math.nan
             out[name] = {
                 "bias": float(np.mean(f - g)),
                 "rmse": float(np.sqrt(np.mean((f - g) ** 2))),
