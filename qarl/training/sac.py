@@ -158,8 +158,8 @@ def squashed_log_prob(distribution: th.distributions.Normal, actions: th.Tensor)
     """Log-density (B,) of actions in [-1, 1] (B, |A|) under tanh of the Gaussian ``distribution`` of their pre-images.
 
     Exactly stable-baselines3's ``SquashedDiagGaussianDistribution.log_prob`` (clipped atanh pre-image, Jacobian
-    epsilon 1e-6), so a log-probability stored at collection time and one recomputed later agree bit for bit when the
-    policy has not changed.
+    epsilon 1e-6), so a log-probability stored at collection time and one recomputed later for an unchanged policy
+    agree up to the float rounding of the actor's forward pass (even for actions saturated at +-1).
     """
     dist = SquashedDiagGaussianDistribution(int(actions.shape[-1]))
     dist.distribution = distribution
