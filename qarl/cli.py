@@ -205,6 +205,16 @@ def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose_overhead(args: argparse.Namespace) -> int:
+    from qarl.diagnostics.bench import bench_overhead
+
+    envs.spec(args.task)
+    if args.iterations < 1 or args.seed < 0:
+        raise UserError("--iterations must be at least 1 and --seed >= 0")
+    bench_overhead(args.task, args.algo, args.scale, args.iterations, args.seed)
+    return 0
+
+
 def cmd_bench_grid(args: argparse.Namespace) -> int:
     from qarl.bench import bench_grid
 
@@ -347,6 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gamma", type=float, default=0.9, help="discount (default 0.9)")
     d.add_argument("--out", default="results/diagnostics/testbed", help="folder for testbed.{csv,md,png}")
     d.set_defaults(func=cmd_diagnose_testbed)
+    d = diag.add_parser("overhead", help="time of the neural critic diagnostics next to training, side by side")
+    d.add_argument("--task", default="dmc/cheetah-run", help="task id (default dmc/cheetah-run)")
+    d.add_argument("--algo", default="qarl", help="method name (default qarl)")
+    d.add_argument(
+        "--scale", choices=["smoke", "small", "paper"], default="small", help="budget preset (default small)"
+    )
+    d.add_argument("--iterations", type=int, default=2, help="training iterations of each trainer (default 2)")
+    d.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    d.set_defaults(func=cmd_diagnose_overhead)
 
     p = sub.add_parser("algos", help="list the registered methods")
     p.set_defaults(func=cmd_algos)

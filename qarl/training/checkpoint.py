@@ -108,7 +108,12 @@ def buffer_state(player: Player) -> dict[str, Any]:
     arrays = {
         k: getattr(buf, k)[:n] for k in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
     }
-    return {"pos": int(buf.pos), "full": bool(buf.full), "arrays": arrays}
+    return {
+        "pos": int(buf.pos),
+        "full": bool(buf.full),
+        "arrays": arrays,
+        "behaviour_log_prob": player.behaviour_log_prob[:n],
+    }
 
 
 def load_buffer_state(player: Player, state: dict[str, Any]) -> None:
@@ -123,6 +128,10 @@ def load_buffer_state(player: Player, state: dict[str, Any]) -> None:
     for k, v in arrays.items():
         getattr(buf, k)[:n] = v
     buf.pos, buf.full = state["pos"], state["full"]
+    # behaviour log-probabilities of the stored actions (diagnostics); NaN in checkpoints written before they existed
+    player.behaviour_log_prob[:] = np.nan
+    if "behaviour_log_prob" in state:
+        player.behaviour_log_prob[:n] = state["behaviour_log_prob"]
 
 
 def player_state(player: Player) -> dict[str, Any]:

@@ -28,13 +28,14 @@ import pandas as pd
 import envs
 from qarl.algorithms import get_algorithm
 from qarl.config import ConfigError, dump_yaml, from_dict, load_yaml, merge, to_dict
+from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 from qarl.training.sac import NonFiniteLossError, SACConfig
 
 SCALES = ("smoke", "small", "paper")
-_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval")
+_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval", "diagnostics")
 _PACKAGES = ("qarl", "torch", "stable-baselines3", "gymnasium", "mujoco", "dm-control", "numpy", "pandas", "ray")
 
 
@@ -54,6 +55,7 @@ class TrialConfig:
     loop: LoopConfig
     algo: Any
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    diagnostics: DiagnosticsConfig = dataclasses.field(default_factory=DiagnosticsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class TrialConfig:
             "scale": self.scale,
             "loop": to_dict(self.loop),
             "eval": to_dict(self.eval),
+            "diagnostics": to_dict(self.diagnostics),
             **to_dict(self.algo),
         }
 
@@ -81,8 +84,9 @@ def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
         raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
     loop = from_dict(LoopConfig, data.get("loop") or {}, "loop")
     evaluation = from_dict(EvalConfig, data.get("eval") or {}, "eval")
+    diagnostics = from_dict(DiagnosticsConfig, data.get("diagnostics") or {}, "diagnostics")
     algo = from_dict(trainer_cls.config_cls, {k: v for k, v in data.items() if k not in _TOP_KEYS})
-    return TrialConfig(task, algorithm, seed, scale, loop, algo, evaluation)
+    return TrialConfig(task, algorithm, seed, scale, loop, algo, evaluation, diagnostics)
 
 
 def resolve_config(
@@ -98,6 +102,7 @@ def resolve_config(
     scale_cfg = scales.get(scale) or {}
     data: dict[str, Any] = merge({"task": task, "algorithm": algorithm, "seed": seed, "scale": scale}, algo_yaml)
     data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
+    data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
     # the scale's learner overrides apply to every SAC player of the method
     for f in dataclasses.fields(trainer_cls.config_cls):
         if _is_sac_field(trainer_cls.config_cls, f.name):
@@ -188,7 +193,8 @@ def run_trial(
         if not config_file.exists():
             raise TrialError(f"nothing to resume: {config_file} does not exist")
         saved = parse_trial_config(load_yaml(config_file))
-        if config is not None and dataclasses.replace(config, loop=saved.loop, eval=saved.eval) != saved:
+        ignored = {"loop": saved.loop, "eval": saved.eval, "diagnostics": saved.diagnostics}  # do not touch training
+        if config is not None and dataclasses.replace(config, **ignored) != saved:
             given, have = config.to_dict(), saved.to_dict()
             diff = sorted(k for k in set(given) | set(have) if k != "loop" and given.get(k) != have.get(k))
             raise TrialError(f"{run_dir} was started with another config (differs in {diff}); resume it as it is")
@@ -209,6 +215,7 @@ def run_trial(
     trainer_cls = get_algorithm(config.algorithm)
     trainer: TwoPlayerTrainer = trainer_cls(config.task, config.algo, config.loop, config.seed)
     identity = {"task": config.task, "algorithm": config.algorithm, "seed": config.seed}
+    diagnostics = NeuralDiagnostics(trainer, config.diagnostics) if config.diagnostics.enabled else None
 
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = json.loads(meta_file.read_text()) if (resume and meta_file.exists()) else {}
@@ -243,6 +250,8 @@ def run_trial(
     try:
         while trainer.iteration < target:
             row = trainer.run_iteration()
+            if diagnostics is not None:  # reads the players, never changes them (qarl/diagnostics/neural.py)
+                row.update(diagnostics.on_iteration_end(trainer.iteration))
             rows.append(row)
             _write_progress(progress_file, rows)
             it = trainer.iteration
@@ -298,9 +307,9 @@ def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrai
 
 def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:
     now = config.to_dict()
-    # the iteration count may be extended and the evaluation settings do not touch training
+    # the iteration count may be extended; the evaluation and diagnostics settings do not touch training
     strip = lambda d: {  # noqa: E731
-        **{k: v for k, v in d.items() if k != "eval"},
+        **{k: v for k, v in d.items() if k not in ("eval", "diagnostics")},
         "loop": {k: v for k, v in d.get("loop", {}).items() if k != "iterations"},
     }
     if strip(saved) != strip(now):

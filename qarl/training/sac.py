@@ -17,6 +17,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import update_learning_rate
 
@@ -153,6 +154,18 @@ def make_sac(
     return model
 
 
+def squashed_log_prob(distribution: th.distributions.Normal, actions: th.Tensor) -> th.Tensor:
+    """Log-density (B,) of actions in [-1, 1] (B, |A|) under tanh of the Gaussian ``distribution`` of their pre-images.
+
+    Exactly stable-baselines3's ``SquashedDiagGaussianDistribution.log_prob`` (clipped atanh pre-image, Jacobian
+    epsilon 1e-6), so a log-probability stored at collection time and one recomputed later for an unchanged policy
+    agree up to the float rounding of the actor's forward pass (even for actions saturated at +-1).
+    """
+    dist = SquashedDiagGaussianDistribution(int(actions.shape[-1]))
+    dist.distribution = distribution
+    return dist.log_prob(actions)
+
+
 class NonFiniteLossError(RuntimeError):
     """A gradient step produced a NaN or infinite loss."""
 
@@ -181,6 +194,10 @@ class Player:
         self.updates = 0  # gradient steps so far
         self._loss_sums: dict[str, float] = {}
         self._loss_count = 0
+        # Behaviour log-probability of each stored action under the acting policy, parallel to the buffer positions
+        # (NaN where the action was not sampled); read by the off-policy diagnostics (qarl/diagnostics/neural.py).
+        self.behaviour_log_prob = np.full(self.buffer.buffer_size, np.nan, dtype=np.float32)
+        self._behaviour: th.distributions.Normal | None = None  # the last act()'s action distribution
 
     @property
     def buffer(self):
@@ -191,6 +208,8 @@ class Player:
         with th.no_grad():
             obs_t = th.as_tensor(obs, dtype=th.float32).reshape(1, -1)
             scaled = self.model.actor(obs_t, deterministic=deterministic).numpy()[0]
+        # keep the sampling distribution (not a log-prob: computed in observe() only for stored actions)
+        self._behaviour = None if deterministic else self.model.actor.action_dist.distribution
         return self.model.policy.unscale_action(scaled), scaled
 
     def observe(
@@ -203,6 +222,13 @@ class Player:
         truncated: bool,
     ) -> None:
         """Store one own-phase transition and take a gradient step when the schedule says so."""
+        if self._behaviour is not None:
+            with th.no_grad():
+                log_prob = squashed_log_prob(self._behaviour, th.as_tensor(buffer_action, dtype=th.float32)[None])
+            self.behaviour_log_prob[self.buffer.pos] = float(log_prob[0])
+        else:
+            self.behaviour_log_prob[self.buffer.pos] = np.nan
+        self._behaviour = None
         # SB3's buffer treats a done with "TimeLimit.truncated" as a time-out, so truncation bootstraps.
         self.buffer.add(
             obs[None],
