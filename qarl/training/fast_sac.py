@@ -95,7 +95,7 @@ def unsupported_reason(model: QSAC) -> str | None:
 class _StackedMLP:
     """The ``n`` ReLU MLPs of an SB3 critic (one per ``q_network``) as one batched MLP over SB3's own parameters."""
 
-    def __init__(self, q_networks: list[nn.Module]) -> None:
+    def __init__(self, q_networks: list[nn.Module], batch_size: int, slots: int) -> None:
         nets = [_relu_mlp(q) for q in q_networks]
         assert all(n is not None for n in nets)
         self.n = len(nets)
@@ -129,6 +129,10 @@ class _StackedMLP:
             self.grad_weights.append(gw)
             self.grad_biases.append(gb)
         self._ptrs = [p.data_ptr() for p in self.params]
+        # Preallocated activations (``slots`` sets, one per forward whose activations must live at the same time) and
+        # input gradients: fresh 0.5 MB tensors every step cost page faults comparable to their arithmetic.
+        self.acts = [[th.empty(self.n, batch_size, o) for o, _ in self.shapes] for _ in range(slots)]
+        self.input_grads = [th.empty(self.n, batch_size, i) for _, i in self.shapes[1:]]
 
     def is_bound(self) -> bool:
         """Whether every SB3 parameter still lives in this flat buffer."""
@@ -138,13 +142,16 @@ class _StackedMLP:
         for p, g in zip(self.params, self.grads, strict=True):
             p.grad = g
 
-    def forward(self, z: th.Tensor) -> list[th.Tensor]:
-        """Activations [z (n, B, in), h_1, ..., q (n, B, 1)] of all ``n`` networks on input z (B, in)."""
+    def forward(self, z: th.Tensor, slot: int = 0) -> list[th.Tensor]:
+        """Activations [z (n, B, in), h_1, ..., q (n, B, 1)] of all ``n`` networks on input z (B, in).
+
+        They live in the buffers of ``slot`` until the next forward into the same slot.
+        """
         h = z.unsqueeze(0).expand(self.n, *z.shape)
         acts = [h]
         last = len(self.weights) - 1
-        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            h = th.baddbmm(b, h, w.transpose(1, 2))
+        for k, (w, b, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):
+            h = th.baddbmm(b, h, w.transpose(1, 2), out=out)
             if k < last:
                 h.relu_()
             acts.append(h)
@@ -163,8 +170,8 @@ class _StackedMLP:
                 th.bmm(dh.transpose(1, 2), acts[k], out=self.grad_weights[k])
                 th.sum(dh, dim=1, out=self.grad_biases[k])
             if k > 0:
-                dh = th.bmm(dh, self.weights[k])
-                dh = th.ops.aten.threshold_backward(dh, acts[k], 0.0)
+                dh = th.bmm(dh, self.weights[k], out=self.input_grads[k - 1])
+                th.ops.aten.threshold_backward.grad_input(dh, acts[k], 0.0, grad_input=dh)  # ReLU'(h) in place
         if input_cols is None:
             return None
         return th.bmm(dh, self.weights[0][:, :, input_cols]).sum(0)
@@ -230,11 +237,14 @@ class FastSACUpdate:
         buf = model.replay_buffer
         self.obs_dim = d = int(buf.obs_shape[0])
         self.act_dim = a = int(buf.action_dim)
-        self.critics = _StackedMLP(model.critic.q_networks)
-        self.targets = _StackedMLP(model.critic_target.q_networks)
+        self.critics = _StackedMLP(model.critic.q_networks, b, slots=2)  # critic loss, actor loss
+        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1)
         actor = model.actor
         self.actor_linears: list[nn.Linear] = _relu_mlp(actor.latent_pi) or []
         self.actor_grads = {p: th.zeros_like(p) for p in actor.parameters()}
+        widths = [lin.out_features for lin in self.actor_linears]
+        self.actor_acts = [th.empty(2 * b, w) for w in widths]
+        self.actor_input_grads = [th.empty(b, w) for w in widths]
         # preallocated batch: actor input [obs; next_obs], critic inputs [obs, a], [obs, a~], [next_obs, a']
         self.x_np = np.zeros((2 * b, d), dtype=np.float32)
         self.z_np = np.zeros((b, d + a), dtype=np.float32)
@@ -271,8 +281,8 @@ class FastSACUpdate:
         actor = self.model.actor
         h = self.x
         acts = [h]
-        for lin in self.actor_linears:
-            h = th.addmm(lin.bias, h, lin.weight.t()).relu_()
+        for lin, out in zip(self.actor_linears, self.actor_acts, strict=True):
+            h = th.addmm(lin.bias, h, lin.weight.t(), out=out).relu_()
             acts.append(h)
         mu = th.addmm(actor.mu.bias, h, actor.mu.weight.t())
         log_std_raw = th.addmm(actor.log_std.bias, h, actor.log_std.weight.t())
@@ -315,7 +325,7 @@ class FastSACUpdate:
         target = self.r + (1 - self.done) * model.gamma * next_q
 
         # critic step: L = 0.5 sum_j mean((Q_j - y)^2), dL/dQ_j = (Q_j - y) / B
-        c_acts = self.critics.forward(self.z)
+        c_acts = self.critics.forward(self.z, slot=0)
         diff = c_acts[-1] - target
         critic_loss = 0.5 * float(diff.square().mean(dim=(1, 2)).sum())
         self.critics.backward(c_acts, diff.mul_(1.0 / b), param_grads=True, input_cols=None)
@@ -326,7 +336,7 @@ class FastSACUpdate:
         self.z_pi[:, :d] = self.x[:b]
         a_pi = action[:b]
         self.z_pi[:, d:] = a_pi
-        q_pi = self.critics.forward(self.z_pi)
+        q_pi = self.critics.forward(self.z_pi, slot=1)
         q = q_pi[-1]
         min_q, argmin = q.min(0)
         actor_loss = float((alpha * log_prob_pi - min_q).mean())
@@ -358,12 +368,15 @@ class FastSACUpdate:
             th.mm(g.t(), h, out=grads[lin.weight])
             th.sum(g, dim=0, out=grads[lin.bias])
         w_head = th.cat((actor.mu.weight, actor.log_std.weight))
-        dh = th.ops.aten.threshold_backward(self.dhead @ w_head, h, 0.0)
-        for k in range(len(self.actor_linears) - 1, -1, -1):
+        last = len(self.actor_linears) - 1
+        dh = th.mm(self.dhead, w_head, out=self.actor_input_grads[last])
+        th.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
+        for k in range(last, -1, -1):
             lin, inp = self.actor_linears[k], acts[k][:b]
             th.mm(dh.t(), inp, out=grads[lin.weight])
             th.sum(dh, dim=0, out=grads[lin.bias])
             if k > 0:
-                dh = th.ops.aten.threshold_backward(dh @ lin.weight, inp, 0.0)
+                dh = th.mm(dh, lin.weight, out=self.actor_input_grads[k - 1])
+                th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
         for p, g in grads.items():
             p.grad = g
