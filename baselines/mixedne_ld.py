@@ -42,7 +42,8 @@ protagonist's actor and each of the twin critics), ``batch_size``, ``buffer_size
 ``train_every``, ``learning_starts``. From ``adversary`` only ``net_arch`` (its actor) is read. The SACConfig fields
 ``actor_lr``, ``critic_lr``, ``temperature_lr``, ``initial_temperature``, ``learn_temperature`` and
 ``target_entropy`` are not used: the actors use ``sgld_*``, the critic ``critic_lr`` and the temperatures ``alpha`` /
-``alpha_adv`` of the method config.
+``alpha_adv`` of the method config. ``fast_update`` is not used either (these learners are not stable-baselines3
+SAC models).
 """
 
 from __future__ import annotations

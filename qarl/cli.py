@@ -141,6 +141,25 @@ def cmd_bench_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_update(args: argparse.Namespace) -> int:
+    from qarl.bench_learner import bench_update
+
+    if args.rounds < 1 or args.updates < 1:
+        raise UserError("--rounds and --updates must be >= 1")
+    bench_update(args.rounds, args.updates)
+    return 0
+
+
+def cmd_bench_trial(args: argparse.Namespace) -> int:
+    from qarl.bench_learner import bench_trial
+
+    envs.spec(args.task)
+    if args.rounds < 1 or args.episodes < 1 or not 0 <= args.learning_starts < 1000 * args.episodes:
+        raise UserError("--rounds and --episodes must be >= 1, and 0 <= --learning-starts < 1000 x --episodes")
+    bench_trial(args.task, args.episodes, args.learning_starts, args.rounds)
+    return 0
+
+
 def cmd_curves(args: argparse.Namespace) -> int:
     from qarl.curves import write_curves
 
@@ -318,6 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
     b.add_argument("--points", type=int, default=11, help="grid points per axis (default 11)")
     b.set_defaults(func=cmd_bench_grid)
+    b = bench.add_parser("update", help="SAC updates/s (SB3 vs the fast update) against the matmul limit, one core")
+    b.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    b.add_argument("--updates", type=int, default=60, help="updates per learner and round (default 60)")
+    b.set_defaults(func=cmd_bench_update)
+    b = bench.add_parser("trial", help="env steps/s of a short QARL trial, fast vs SB3 update; paper-scale projection")
+    b.add_argument("--task", default="dmc/cheetah-run", help="task id (default dmc/cheetah-run)")
+    b.add_argument("--episodes", type=int, default=2, help="episodes per phase, 1000 steps each (default 2)")
+    b.add_argument("--learning-starts", type=int, default=1000, help="transitions before updates (default 1000)")
+    b.add_argument("--rounds", type=int, default=3, help="alternating rounds per learner (default 3)")
+    b.set_defaults(func=cmd_bench_trial)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

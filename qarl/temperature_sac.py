@@ -50,7 +50,22 @@ class AlphaConditionedSAC(QSAC):
         min_q_pi = th.min(th.cat(self.critic(obs, actions_pi), dim=1), dim=1, keepdim=True)[0]
         return (obs[:, -1:] * log_prob.reshape(-1, 1) - min_q_pi).mean()
 
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+    def _fast_temperatures(self, obs: th.Tensor, next_obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Each sample's alpha for the actor loss, each next state's alpha for the soft target (fast update)."""
+        return obs[:, -1:], next_obs[:, -1:]
+
+    def _record_train(
+        self,
+        actor_losses: list[float],
+        critic_losses: list[float],
+        temperature_losses: list[float],
+        temperatures: list[float],
+    ) -> None:
+        super()._record_train(actor_losses, critic_losses, temperature_losses, temperatures)
+        self._last_alpha = float(np.mean(temperatures))
+
+    def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """The update written like SB3's ``SAC.train`` with per-sample alpha (the fast path's reference)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         actor_losses, critic_losses, alphas = [], [], []

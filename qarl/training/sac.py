@@ -1,7 +1,8 @@
 """Soft actor-critic players on stable-baselines3, with the QARL paper's settings.
 
 ``SACConfig`` is the schema of one player's learner (``configs/algorithms/*.yaml`` supply the values);
-``QSAC`` is stable-baselines3's SAC with separate actor, critic and temperature learning rates;
+``QSAC`` is stable-baselines3's SAC with separate actor, critic and temperature learning rates and, by default,
+the fast update step of :mod:`qarl.training.fast_sac` (the same algorithm on the same modules and optimisers);
 ``Player`` is one side of the game: a QSAC model, its replay buffer and its update schedule, driven by the
 two-player loop instead of ``SAC.learn``.
 """
@@ -20,6 +21,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import update_learning_rate
+
+from qarl.training.fast_sac import FastSACUpdate, unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class SACConfig:
     """Auto-tune the temperature towards ``target_entropy`` (False: keep it fixed at the initial value)."""
     target_entropy: float | None = None
     """Target entropy of the temperature loss; None means -|A|."""
+    fast_update: bool = True
+    """Gradient steps with the fast update (``qarl.training.fast_sac``, the same algorithm); False: SB3's ``train``."""
 
     def validate(self) -> None:
         if not self.net_arch or any(h < 1 for h in self.net_arch):
@@ -89,10 +94,26 @@ class QSAC(SAC):
 
     ``SAC.train`` calls ``_update_learning_rate`` on every call and would set all three optimisers to the
     single ``learning_rate`` schedule (NOTES.md); this override sets each optimiser to its own rate.
+
+    With ``fast_update`` (the default), :meth:`train` runs :class:`~qarl.training.fast_sac.FastSACUpdate`, the same
+    gradient step as ``SAC.train`` with less work; models it does not support (see
+    :func:`~qarl.training.fast_sac.unsupported_reason`) fall back to :meth:`reference_train` and say why in
+    ``fast_fallback_reason``.
     """
 
-    def __init__(self, *args: Any, actor_lr: float, critic_lr: float, temperature_lr: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        actor_lr: float,
+        critic_lr: float,
+        temperature_lr: float,
+        fast_update: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.actor_lr, self.critic_lr, self.temperature_lr = actor_lr, critic_lr, temperature_lr
+        self.fast_update = fast_update
+        self.fast_fallback_reason: str | None = None
+        self._fast: FastSACUpdate | None = None
         super().__init__(*args, learning_rate=critic_lr, **kwargs)
 
     def _setup_model(self) -> None:
@@ -107,6 +128,56 @@ class QSAC(SAC):
 
     def _update_learning_rate(self, optimizers: Any) -> None:
         self._set_rates()
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_fast"]
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if not self.fast_update:
+            return self.reference_train(gradient_steps, batch_size)
+        if self._fast is None or not self._fast.is_current(batch_size):
+            self.fast_fallback_reason = unsupported_reason(self)
+            if self.fast_fallback_reason is not None:
+                return self.reference_train(gradient_steps, batch_size)
+            self._fast = FastSACUpdate(self, batch_size)
+        if not self.policy.training:  # SB3 sets it on every call; the recursive module walk costs ~0.2 ms
+            self.policy.set_training_mode(True)
+        self._set_rates()
+        actor_losses, critic_losses, temperature_losses, temperatures = [], [], [], []
+        for _ in range(gradient_steps):
+            actor_loss, critic_loss, temperature_loss, alpha = self._fast.step()
+            actor_losses.append(actor_loss)
+            critic_losses.append(critic_loss)
+            temperatures.append(float(alpha.mean()))
+            if temperature_loss is not None:
+                temperature_losses.append(temperature_loss)
+        self._n_updates += gradient_steps
+        self._record_train(actor_losses, critic_losses, temperature_losses, temperatures)
+        return None
+
+    def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """stable-baselines3's gradient steps (``SAC.train``), the reference of the fast update."""
+        super().train(gradient_steps, batch_size)
+
+    def _fast_temperatures(self, obs: th.Tensor, next_obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Temperatures of the actor loss and of the soft target in the fast update (SB3: one scalar, pre-step)."""
+        alpha = th.exp(self.log_ent_coef.detach()) if self.ent_coef_optimizer is not None else self.ent_coef_tensor
+        return alpha, alpha
+
+    def _record_train(
+        self,
+        actor_losses: list[float],
+        critic_losses: list[float],
+        temperature_losses: list[float],
+        temperatures: list[float],
+    ) -> None:
+        """The logger entries of ``SAC.train``."""
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/ent_coef", float(np.mean(temperatures)))
+        self.logger.record("train/actor_loss", float(np.mean(actor_losses)))
+        self.logger.record("train/critic_loss", float(np.mean(critic_losses)))
+        if temperature_losses:
+            self.logger.record("train/ent_coef_loss", float(np.mean(temperature_losses)))
 
     @property
     def temperature(self) -> float:
@@ -142,6 +213,7 @@ def make_sac(
         gradient_steps=1,
         ent_coef=ent_coef,
         target_entropy="auto" if config.target_entropy is None else config.target_entropy,
+        fast_update=config.fast_update,
         policy_kwargs={
             "net_arch": {"pi": list(config.net_arch), "qf": list(config.net_arch)},
             "activation_fn": th.nn.ReLU,

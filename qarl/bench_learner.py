@@ -1,0 +1,316 @@
+"""Benchmarks of the SAC learners against the machine's matmul limit and against stable-baselines3 (issue 10).
+
+``qarl bench update``: on one core (``torch.set_num_threads(1)``) and in one process, alternating rounds of
+
+- the machine's fp32 matmul throughput on 256 x 256 x 256 products (GFLOP/s): the limit;
+- updates/s of stable-baselines3's ``SAC.train`` at the QARL settings (``QSAC`` with ``fast_update=False``, whose
+  ``train`` is ``SAC.train``; the subclass only keeps the actor at lr 1e-4 and critic/temperature at 3e-4);
+- updates/s of the suite's learner (``QSAC`` with the default ``fast_update=True``, :mod:`qarl.training.fast_sac`);
+
+then prints, per learner, the FLOP of one update, GFLOP/s, the fraction of the limit and the ratio to SB3.
+
+FLOP of one update (:func:`sac_update_flops`) are counted analytically from the matmuls of the algorithm, 2 FLOP per
+multiply-add, B = batch size, S_a = sum of in*out over the actor's layers (mu and log_std heads included),
+S_c = the same for one critic, n = number of critics, d = obs dim, |A| = action dim, h = first hidden width:
+
+    actor forward on s and s'              2 * 2B * S_a
+    actor backward (on s): dW, and dX of all but the first layer
+                                           2B * S_a + 2B * (S_a - d h)
+    target critics forward on (s', a')     n * 2B * S_c
+    critics forward on (s, a)              n * 2B * S_c
+    critics backward: dW, dX of all but the first layer
+                                           n * 2B * S_c + n * 2B * (S_c - (d + |A|) h)
+    critics forward on (s, a~) (actor loss), backward to a~: dX of all layers, the first only for the action columns
+                                           n * 2B * S_c + n * 2B * (S_c - (d + |A|) h + |A| h)
+
+This is the work the algorithm needs (the "required" count, 1.114 GFLOP at the QARL settings), and it is the
+numerator of GFLOP/s for both learners. stable-baselines3 executes more: autograd also computes the critics' weight
+gradients of the actor loss (discarded at the next critic step) and the obs columns of the first critic layer's input
+gradient (the "executed by SB3" count, 1.259 GFLOP, the about 1.27 GFLOP of the issue). Bias additions,
+activations, the squashed Gaussian, Adam and the Polyak update are element-wise and not counted.
+
+``qarl bench trial``: env steps/s of a short QARL trial (one iteration of the two-player loop, both players learning
+in their phases) with the default learner vs the stable-baselines3 path, same task and seed, alternating rounds; the
+time inside ``Player.update`` is measured separately, which gives the projected wall time of a paper-scale QARL
+trial (200 iterations x 10 episodes x 1000 steps, one update per 3 own-phase steps after 3,000 transitions,
+2 + 2 evaluation episodes per iteration) next to the 5.8 hours of the authors' implementation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch as th
+
+AUTHORS_HOURS = 5.8
+"""Wall time of one paper-scale QARL trial with the authors' implementation on this kind of machine (issue 10)."""
+
+
+def sac_update_flops(
+    obs_dim: int, act_dim: int, net_arch: Sequence[int], batch_size: int, n_critics: int = 2
+) -> dict[str, int]:
+    """FLOP of one SAC update: ``required`` by the algorithm and ``executed by SB3`` (see the module docstring)."""
+    b, n, h = batch_size, n_critics, net_arch[0]
+
+    def s(widths: Sequence[int]) -> int:
+        return sum(i * o for i, o in itertools.pairwise(widths))
+
+    s_a = s([obs_dim, *net_arch]) + net_arch[-1] * 2 * act_dim
+    s_c = s([obs_dim + act_dim, *net_arch, 1])
+    first_c = (obs_dim + act_dim) * h
+    required = (
+        2 * 2 * b * s_a  # actor forward on [s; s']
+        + 2 * b * s_a
+        + 2 * b * (s_a - obs_dim * h)  # actor backward on s
+        + n * 2 * b * s_c  # target critics
+        + n * 2 * b * s_c
+        + n * 2 * b * s_c
+        + n * 2 * b * (s_c - first_c)  # critic loss: forward, dW, dX
+        + n * 2 * b * s_c
+        + n * 2 * b * (s_c - first_c + act_dim * h)  # actor loss through the critics
+    )
+    sb3_extra = n * 2 * b * s_c + n * 2 * b * obs_dim * h  # critic dW of the actor loss; obs columns of its dX
+    return {"required": required, "executed by SB3": required + sb3_extra}
+
+
+def matmul_gflops(seconds: float = 0.5, size: int = 256) -> float:
+    """fp32 GFLOP/s of ``size``^3 matmuls (into a preallocated output) on the current torch threads."""
+    a, b, c = th.randn(size, size), th.randn(size, size), th.empty(size, size)
+    for _ in range(10):
+        th.mm(a, b, out=c)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(20):
+            th.mm(a, b, out=c)
+        n += 20
+    return 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int) -> Any:
+    """A QSAC at the QARL settings with a replay buffer of random transitions."""
+    from gymnasium import spaces
+
+    from qarl.training.sac import SACConfig, make_sac
+
+    th.manual_seed(seed)
+    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+    model = make_sac(SACConfig(fast_update=fast), obs_space, act_space)
+    rng = np.random.default_rng(seed)
+    buf = model.replay_buffer
+    buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.next_observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.actions[:transitions, 0] = rng.uniform(-1, 1, size=(transitions, act_dim))
+    buf.rewards[:transitions, 0] = rng.normal(size=transitions)
+    buf.dones[:transitions, 0] = rng.random(transitions) < 0.01
+    buf.pos = transitions
+    return model
+
+
+def _updates_per_s(model: Any, updates: int, batch_size: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(updates):  # one gradient step per call, as the two-player loop drives it
+        model.train(gradient_steps=1, batch_size=batch_size)
+    return updates / (time.perf_counter() - t0)
+
+
+def _load() -> str:
+    try:
+        one, five, fifteen = (f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - platforms without getloadavg
+        return "unknown"
+    return f"{one}, {five}, {fifteen}"
+
+
+def _versions() -> str:
+    import stable_baselines3
+
+    sb3 = stable_baselines3.__version__
+    return f"python {platform.python_version()}, torch {th.__version__}, stable-baselines3 {sb3}"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs"
+
+
+def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str, Any]:
+    """Alternating rounds of the matmul limit, SB3's update and the suite's update; print and return the medians."""
+    th.set_num_threads(1)
+    obs_dim, act_dim, net_arch, batch = 17, 6, (256, 256, 256), 256
+    flops = sac_update_flops(obs_dim, act_dim, net_arch, batch)
+    learners = {
+        "stable-baselines3 SAC.train": _learner(False, obs_dim, act_dim, 10_000, seed),
+        "qarl fast update": _learner(True, obs_dim, act_dim, 10_000, seed),
+    }
+    for model in learners.values():  # warm-up: allocations, the fast path's layout, optimiser state
+        _updates_per_s(model, 5, batch)
+    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
+    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
+    runs: dict[str, list[float]] = {"matmul limit": [], **{k: [] for k in learners}}
+    names = list(learners)
+    for r in range(rounds):
+        runs["matmul limit"].append(matmul_gflops())
+        for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
+            runs[name].append(_updates_per_s(learners[name], updates, batch))
+        print(
+            f"  round {r + 1}/{rounds}: matmul {runs['matmul limit'][-1]:6.1f} GFLOP/s, "
+            + ", ".join(f"{k} {runs[k][-1]:6.1f} updates/s" for k in names),
+            file=sys.stderr,
+            flush=True,
+        )
+    limit = statistics.median(runs["matmul limit"])
+    per_update = flops["required"]
+    print(
+        f"\nSAC update at the QARL settings: 3x256 ReLU actor and twin critics, batch {batch}, obs {obs_dim}, "
+        f"action {act_dim}, learned temperature; {rounds} rounds x {updates} updates, medians; 1 torch thread"
+    )
+    print(
+        f"FLOP per update: {per_update / 1e9:.3f} GFLOP required by the algorithm "
+        f"({flops['executed by SB3'] / 1e9:.3f} GFLOP executed by stable-baselines3's autograd)"
+    )
+    print(
+        f"matmul limit (256x256x256 fp32): {limit:.1f} GFLOP/s "
+        f"= {limit * 1e9 / per_update:.1f} updates/s at the required FLOP"
+    )
+    header = f"{'updates/s':>10s} {'ms/update':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs SB3':>7s}"
+    print(f"{'learner':30s} {header}  runs")
+    base = statistics.median(runs[names[0]])
+    summary: dict[str, Any] = {"matmul_gflops": limit, "flops": flops, "runs": runs, "learners": {}}
+    for name in names:
+        ups = statistics.median(runs[name])
+        gflops = ups * per_update / 1e9
+        summary["learners"][name] = {
+            "updates_per_s": ups,
+            "gflops": gflops,
+            "fraction_of_limit": gflops / limit,
+            "vs_sb3": ups / base,
+        }
+        print(
+            f"{name:30s} {ups:10.1f} {1000 / ups:10.2f} {gflops:8.1f} {gflops / limit:9.1%} {ups / base:6.2f}x  "
+            + " ".join(f"{x:.1f}" for x in runs[name])
+        )
+    print(f"load average at end: {_load()}")
+    return summary
+
+
+def _qarl_trial_round(task: str, fast: bool, episodes: int, learning_starts: int, seed: int) -> dict[str, float]:
+    """One QARL iteration (both players learn in their phases); wall time, env steps and time inside updates."""
+    import dataclasses
+
+    from qarl.method import QARLConfig, QARLTrainer
+    from qarl.training.loop import LoopConfig
+    from qarl.training.sac import SACConfig
+
+    sac = SACConfig(learning_starts=learning_starts, fast_update=fast)
+    config = dataclasses.replace(QARLConfig(), protagonist=sac, adversary=sac)
+    loop = LoopConfig(iterations=1, episodes_per_phase=episodes, eval_episodes=0, horizon=1000)
+    trainer = QARLTrainer(task, config, loop, seed)
+    spent = {"update": 0.0}
+    for player in trainer.players.values():
+        player.update = _timed(player.update, spent)
+    t0 = time.perf_counter()
+    row = trainer.run_iteration()
+    wall = time.perf_counter() - t0
+    updates = sum(int(row[f"updates_{p}"]) for p in ("protagonist", "adversary"))
+    return {"wall": wall, "steps": float(row["env_steps"]), "updates": float(updates), "update_time": spent["update"]}
+
+
+def _timed(fn: Callable[[], None], spent: dict[str, float]) -> Callable[[], None]:
+    def wrapper() -> None:
+        t0 = time.perf_counter()
+        fn()
+        spent["update"] += time.perf_counter() - t0
+
+    return wrapper
+
+
+def paper_scale_counts(
+    iterations: int = 200,
+    episodes_per_phase: int = 5,
+    horizon: int = 1000,
+    train_every: int = 3,
+    learning_starts: int = 3000,
+    eval_episodes: int = 2,
+) -> dict[str, int]:
+    """Env steps, gradient updates (both players) and evaluation steps of a paper-scale QARL trial."""
+    own = iterations * episodes_per_phase * horizon  # own-phase transitions of one player
+    # Player.observe: an update after the k-th own transition when k % train_every == 0 and k >= learning_starts
+    first = -(-max(learning_starts, 1) // train_every) * train_every
+    per_player = len(range(first, own + 1, train_every))
+    return {"train_steps": 2 * own, "updates": 2 * per_player, "eval_steps": iterations * 2 * eval_episodes * horizon}
+
+
+def bench_trial(
+    task: str = "dmc/cheetah-run", episodes: int = 2, learning_starts: int = 1000, rounds: int = 3, seed: int = 0
+) -> dict[str, Any]:
+    """Short QARL trials with the fast learner and the SB3 path, alternating; env steps/s and paper-scale projection."""
+    th.set_num_threads(1)
+    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
+    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
+    paths = {"stable-baselines3 SAC.train": False, "qarl fast update": True}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
+    names = list(paths)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            res = _qarl_trial_round(task, paths[name], episodes, learning_starts, seed)
+            runs[name].append(res)
+            print(
+                f"  round {r + 1}/{rounds} {name:28s} {res['steps'] / res['wall']:7.1f} env steps/s, "
+                f"{res['updates']:.0f} updates, {1000 * res['update_time'] / max(res['updates'], 1):6.2f} ms/update",
+                file=sys.stderr,
+                flush=True,
+            )
+    counts = paper_scale_counts()
+    print(
+        f"\n{task}: one QARL iteration, {episodes} + {episodes} episodes of 1000 steps, updates after "
+        f"{learning_starts} transitions (one per 3 own-phase steps), 3x256 networks, batch 256, 1 torch thread; "
+        f"{rounds} rounds, medians"
+    )
+    print(
+        f"{'learner':30s} {'env steps/s':>12s} {'ms/update':>10s} {'ms/step excl. updates':>22s} "
+        f"{'paper-scale trial':>18s}"
+    )
+    summary: dict[str, Any] = {"counts": counts, "learners": {}}
+    for name in names:
+        rs = runs[name]
+        steps_per_s = statistics.median(x["steps"] / x["wall"] for x in rs)
+        ms_update = statistics.median(1000 * x["update_time"] / max(x["updates"], 1) for x in rs)
+        ms_step = statistics.median(1000 * (x["wall"] - x["update_time"]) / x["steps"] for x in rs)
+        hours = (counts["updates"] * ms_update + (counts["train_steps"] + counts["eval_steps"]) * ms_step) / 3.6e6
+        summary["learners"][name] = {
+            "steps_per_s": steps_per_s,
+            "ms_per_update": ms_update,
+            "ms_per_step": ms_step,
+            "paper_hours": hours,
+        }
+        print(f"{name:30s} {steps_per_s:12.1f} {ms_update:10.2f} {ms_step:22.3f} {hours:16.2f} h")
+    print(
+        f"paper scale: {counts['train_steps']:,} training env steps, {counts['updates']:,} updates (both players), "
+        f"{counts['eval_steps']:,} evaluation steps; the authors' implementation: {AUTHORS_HOURS} h "
+        f"(about 100 env steps/s including updates)"
+    )
+    fast, base = summary["learners"]["qarl fast update"], summary["learners"]["stable-baselines3 SAC.train"]
+    hours = fast["paper_hours"]
+    print(
+        f"env steps/s fast / stable-baselines3: {fast['steps_per_s'] / base['steps_per_s']:.2f}x; projected "
+        f"paper-scale trial {hours:.2f} h vs {AUTHORS_HOURS} h ({AUTHORS_HOURS / hours:.2f}x faster)"
+    )
+    print(f"load average at end: {_load()}")
+    return summary
+
+
+__all__ = ["bench_trial", "bench_update", "matmul_gflops", "paper_scale_counts", "sac_update_flops"]
