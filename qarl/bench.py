@@ -6,7 +6,9 @@
 ``qarl bench loop``: env steps/s and seconds per gradient update of the two-player loop (the ``sac``
 method: protagonist phase, adversary switched off) next to plain stable-baselines3 ``SAC.learn`` with the
 same settings (networks, batch, one update per 3 env steps) on the same task. The two are run in alternating
-rounds in one process with one torch thread, and the medians are compared.
+rounds in one process with one torch thread, and the medians are compared. Both use stable-baselines3's own
+gradient step (``fast_update=False``), so the ratio is the cost of the loop itself; the fast update is measured
+by ``qarl bench update`` and ``qarl bench trial`` (:mod:`qarl.bench_learner`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _sb3_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[
     from envs.views import ProtagonistView
     from qarl.training.sac import SACConfig, make_sac
 
-    cfg = SACConfig(learning_starts=learning_starts)
+    cfg = SACConfig(learning_starts=learning_starts, fast_update=False)
     view = ProtagonistView(envs.make(task, horizon=1000))
     th.manual_seed(seed)
     model = make_sac(cfg, view.observation_space, view.action_space)
@@ -43,7 +45,7 @@ def _loop_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple
     if steps % 1000:
         raise ValueError("--steps must be a multiple of the 1000-step horizon")
     loop = LoopConfig(iterations=1, episodes_per_phase=steps // 1000, eval_episodes=0, horizon=1000)
-    trainer = SACTrainer(task, SACMethodConfig(SACConfig(learning_starts=learning_starts)), loop, seed)
+    trainer = SACTrainer(task, SACMethodConfig(SACConfig(learning_starts=learning_starts, fast_update=False)), loop, seed)
     t0 = time.perf_counter()
     row = trainer.run_iteration()
     return time.perf_counter() - t0, int(row["updates_protagonist"])

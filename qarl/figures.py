@@ -502,7 +502,7 @@ def mass_friction(runs: list[Run], out: Path, policy_mode: str = "stochastic") -
 CRITIC_COLUMNS = (
     ("regression", "incompleteness", "estimated incompleteness ratio"),
     ("bellman", "residual", "Bellman residual (held out)"),
-    ("mc", "value_error", "Monte-Carlo value error"),
+    ("mc", "rmse", "Monte-Carlo value error (RMSE)"),
 )
 
 
