@@ -45,7 +45,8 @@ def _loop_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple
     if steps % 1000:
         raise ValueError("--steps must be a multiple of the 1000-step horizon")
     loop = LoopConfig(iterations=1, episodes_per_phase=steps // 1000, eval_episodes=0, horizon=1000)
-    trainer = SACTrainer(task, SACMethodConfig(SACConfig(learning_starts=learning_starts, fast_update=False)), loop, seed)
+    sac = SACConfig(learning_starts=learning_starts, fast_update=False)
+    trainer = SACTrainer(task, SACMethodConfig(sac), loop, seed)
     t0 = time.perf_counter()
     row = trainer.run_iteration()
     return time.perf_counter() - t0, int(row["updates_protagonist"])
