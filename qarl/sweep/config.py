@@ -278,6 +278,18 @@ def trial_overrides(sweep: SweepConfig, method: str) -> dict[str, Any]:
     return merge(data, own)
 
 
+def _blame(sweep: SweepConfig, task: str, method: str, seed: int) -> str:
+    """The sweep key a trial's config error comes from: the shared overrides, or the method's own."""
+    if sweep.method_overrides.get(method):
+        shared_only = dataclasses.replace(sweep, method_overrides={})
+        try:
+            resolve_config(task, method, seed, sweep.scale, trial_overrides(shared_only, method))
+        except ConfigError:
+            return "overrides"
+        return f"method_overrides.{method}"
+    return "overrides"
+
+
 def plan_trials(sweep: SweepConfig, config_file: str | os.PathLike[str] | None = None) -> list[PlannedTrial]:
     """Every trial's resolved config and run directory; ConfigError names the sweep key of a bad value."""
     storage = check_storage(sweep.storage)
@@ -292,8 +304,7 @@ def plan_trials(sweep: SweepConfig, config_file: str | os.PathLike[str] | None =
         try:
             config = resolve_config(task, method, seed, sweep.scale, trial_overrides(sweep, method))
         except ConfigError as exc:
-            where = "method_overrides." + method if sweep.method_overrides.get(method) else "overrides"
-            raise ConfigError(f"{prefix}{where}.{exc} (method {method})") from None
+            raise ConfigError(f"{prefix}{_blame(sweep, task, method, seed)}.{exc} (method {method})") from None
         planned.append(PlannedTrial(task, method, seed, config, run_dir_for(storage, sweep.name, task, method, seed)))
     return planned
 

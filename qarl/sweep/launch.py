@@ -59,9 +59,11 @@ def trial_state(trial: PlannedTrial) -> str:
     return "restart" if (trial.run_dir / "config.yaml").exists() else "new"
 
 
-def _same_training_config(saved: TrialConfig, planned: TrialConfig) -> list[str]:
-    """Keys in which a run directory's config differs from the planned one (as ``run_trial`` checks on resume)."""
-    a, b = saved.to_dict(), dataclasses.replace(planned, loop=saved.loop, eval=saved.eval).to_dict()
+def _config_differences(saved: TrialConfig, planned: TrialConfig) -> list[str]:
+    """Top-level keys in which a run directory's config differs from the planned one, as the checkpoint check of
+    ``run_trial`` sees them: the iteration count may be extended and the evaluation settings do not touch training."""
+    loop = dataclasses.replace(planned.loop, iterations=saved.loop.iterations)
+    a, b = saved.to_dict(), dataclasses.replace(planned, loop=loop, eval=saved.eval).to_dict()
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
@@ -77,7 +79,7 @@ def preflight(sweep: SweepConfig, trials: Sequence[PlannedTrial], resume: bool) 
         )
     for t in existing:
         if (t.run_dir / "config.yaml").exists():
-            diff = _same_training_config(parse_trial_config(load_yaml(t.run_dir / "config.yaml")), t.config)
+            diff = _config_differences(parse_trial_config(load_yaml(t.run_dir / "config.yaml")), t.config)
             if diff:
                 raise SweepError(
                     f"{t.run_dir} was started with another config (differs in {diff}); "
@@ -258,6 +260,7 @@ def run_sweep(
             param_space={"index": tune.grid_search(list(range(len(trials))))},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
+                reuse_actors=True,
                 trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
                 trial_dirname_creator=lambda tr: f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-")
                 .replace(" ", "_"),
