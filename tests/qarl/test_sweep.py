@@ -346,12 +346,12 @@ def test_multinode_cluster_runs_trials_on_both_nodes(tmp_path):
     try:
         worker = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        node_ids = {cluster.head_node.node_id, worker.node_id}
-        proc = _run_sweep([str(path), "--address", cluster.address])
+        node_ids, address = {cluster.head_node.node_id, worker.node_id}, cluster.address
+        proc = _run_sweep([str(path), "--address", address])
     finally:
         cluster.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"Ray cluster at {cluster.address}: 2 node(s), 2 CPU" in proc.stdout
+    assert f"Ray cluster at {address}: 2 node(s), 2 CPU" in proc.stdout
     used = {read_meta(t.run_dir)["node_id"] for t in plan_trials(load_sweep(path), path)}
     assert used == node_ids
 
