@@ -272,9 +272,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(format_plan(sweep, trials, states))
             print("dry run: nothing started, nothing written")
             return 0
-        summary = run_sweep(
-            sweep, trials, address=args.address, resume=args.resume, out=lambda m: print(m, flush=True)
-        )
+        summary = run_sweep(sweep, trials, address=args.address, resume=args.resume, out=lambda m: print(m, flush=True))
     except SweepError as exc:
         raise UserError(str(exc)) from None
     return 1 if summary["failed"] else 0
@@ -348,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
     b.add_argument("--points", type=int, default=11, help="grid points per axis (default 11)")
     b.set_defaults(func=cmd_bench_grid)
-    b = bench.add_parser("sweep", help="Ray sweep scaling: total env steps/s of 1 vs 2 concurrent trials, start-up cost")
+    b = bench.add_parser("sweep", help="Ray sweep scaling: env steps/s of 1 vs 2 concurrent trials, start-up cost")
     b.add_argument("--task", default="dmc/cartpole-balance", help="task id (default dmc/cartpole-balance)")
     b.add_argument("--algo", default="sac", help="method (default sac)")
     b.add_argument("--iterations", type=int, default=3, help="iterations per trial (default 3)")

@@ -141,7 +141,9 @@ class PlannedTrial:
         return f"{self.task} {self.method} seed={self.seed}"
 
 
-def load_sweep(path: str | os.PathLike[str], storage: str | None = None, max_concurrent: int | None = None) -> SweepConfig:
+def load_sweep(
+    path: str | os.PathLike[str], storage: str | None = None, max_concurrent: int | None = None
+) -> SweepConfig:
     """Read and check a sweep file; ``storage`` and ``max_concurrent`` replace the file's values (CLI options).
 
     Raises ConfigError with a one-line message ``<file>: <key>: <problem>``.
@@ -185,7 +187,10 @@ def _parse(data: Mapping[str, Any]) -> SweepConfig:
     evaluation = expand_dotted(free["eval"], "eval")
     sweep = dataclasses.replace(sweep, overrides=overrides, method_overrides=method_overrides, eval=evaluation)
     _check_names(sweep)
-    for where, values in [("overrides", overrides), *((f"method_overrides.{m}", v) for m, v in method_overrides.items())]:
+    for where, values in [
+        ("overrides", overrides),
+        *((f"method_overrides.{m}", v) for m, v in method_overrides.items()),
+    ]:
         for key, field in _OWN_KEYS.items():
             if key in values:
                 raise ConfigError(f"{where}.{key}: set it with the sweep's `{field}`, not as an override")

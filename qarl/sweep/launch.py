@@ -115,6 +115,7 @@ def format_plan(sweep: SweepConfig, trials: Sequence[PlannedTrial], states: dict
 def _metrics(row: dict[str, Any], target: int) -> dict[str, Any]:
     out: dict[str, Any] = {k: row[k] for k in _REPORTED if k in row}
     out["iterations"] = target
+    out["clock"] = time.time()  # wall clock at the end of the iteration (start-up and scaling benchmark)
     return out
 
 
@@ -159,7 +160,9 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[dict[str, Any]]) -> 
         )
 
 
-def _progress_callback(labels: dict[int, str], out: Callable[[str], None]) -> Any:
+def _progress_callback(labels: dict[int, str], out: Callable[[str], None], events: dict[str, dict]) -> Any:
+    """A Tune callback printing concise lines; it records in ``events`` each trial's launch time (driver clock) and
+    its reported results."""
     from ray import tune
 
     class ProgressLines(tune.Callback):
@@ -169,9 +172,11 @@ def _progress_callback(labels: dict[int, str], out: Callable[[str], None]) -> An
             return labels[trial.config["index"]]
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            events.setdefault(self._label(trial), {"launched": time.time(), "results": []})
             out(f"[{self._label(trial)}] started")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            events.setdefault(self._label(trial), {"launched": math.nan, "results": []})["results"].append(result)
             if result.get("skipped"):
                 out(f"[{self._label(trial)}] completed earlier, skipped")
                 return
@@ -237,7 +242,8 @@ def run_sweep(
     resume: bool = False,
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the sweep's trials on Ray Tune; returns a summary (``failed``: label -> reason)."""
+    """Run the sweep's trials on Ray Tune; returns a summary (``failed``: label -> reason; ``events``: label ->
+    launch time and Tune results)."""
     import ray
     from ray import tune
 
@@ -247,14 +253,13 @@ def run_sweep(
     specs = [{"run_dir": str(t.run_dir), "config": t.config.to_dict()} for t in trials]
     labels = {i: t.label for i, t in enumerate(trials)}
     storage = experiment_dir(sweep)
+    events: dict[str, dict] = {}
     t0 = time.perf_counter()
     try:
         out(init_ray(address, sweep))
         skipped = sum(1 for s in states.values() if s == "completed")
         out(f"sweep {sweep.name}: {len(trials)} trials ({skipped} completed earlier) -> {storage}")
-        trainable = tune.with_resources(
-            tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray()
-        )
+        trainable = tune.with_resources(tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray())
         tuner = tune.Tuner(
             trainable,
             param_space={"index": tune.grid_search(list(range(len(trials))))},
@@ -262,22 +267,23 @@ def run_sweep(
                 max_concurrent_trials=sweep.max_concurrent,
                 reuse_actors=True,
                 trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
-                trial_dirname_creator=lambda tr: f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-")
-                .replace(" ", "_"),
+                trial_dirname_creator=lambda tr: (
+                    f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-").replace(" ", "_")
+                ),
             ),
             run_config=tune.RunConfig(
                 name=time.strftime("sweep-%Y%m%d-%H%M%S"),
                 storage_path=str(storage / "_tune"),
                 failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                 verbose=0,
-                callbacks=[_progress_callback(labels, out)],
+                callbacks=[_progress_callback(labels, out, events)],
             ),
         )
         grid = tuner.fit()
         errors = {r.config["index"]: r.error for r in grid if r.error is not None and r.config}
     finally:
         ray.shutdown()
-    return summarize(trials, errors, states, time.perf_counter() - t0, out)
+    return {**summarize(trials, errors, states, time.perf_counter() - t0, out), "events": events}
 
 
 def summarize(
@@ -313,10 +319,10 @@ def summarize(
 
 __all__ = [
     "SweepError",
+    "experiment_dir",
     "format_plan",
     "init_ray",
     "preflight",
-    "experiment_dir",
     "read_meta",
     "run_sweep",
     "summarize",
