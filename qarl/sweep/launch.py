@@ -265,6 +265,8 @@ def run_sweep(
             param_space={"index": tune.grid_search(list(range(len(trials))))},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
+                # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else
+                # carries over, since every trainer reseeds the global generators and sets its torch threads.
                 reuse_actors=True,
                 trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
                 trial_dirname_creator=lambda tr: (
