@@ -243,7 +243,7 @@ def run_sweep(
     out: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the sweep's trials on Ray Tune; returns a summary (``failed``: label -> reason; ``events``: label ->
-    launch time and Tune results)."""
+    Tune's start time and results; ``fit_started``: the clock when Tune began)."""
     import ray
     from ray import tune
 
@@ -281,11 +281,13 @@ def run_sweep(
                 callbacks=[_progress_callback(labels, out, events)],
             ),
         )
+        fit_started = time.time()
         grid = tuner.fit()
         errors = {r.config["index"]: r.error for r in grid if r.error is not None and r.config}
     finally:
         ray.shutdown()
-    return {**summarize(trials, errors, states, time.perf_counter() - t0, out), "events": events}
+    summary = summarize(trials, errors, states, time.perf_counter() - t0, out)
+    return {**summary, "events": events, "fit_started": fit_started}
 
 
 def summarize(
