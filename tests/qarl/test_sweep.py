@@ -377,3 +377,14 @@ def test_load_sweep_error_names_the_file(tmp_path):
     path = _write_sweep(tmp_path, scale="huge")
     with pytest.raises(ConfigError, match=rf"^{path}: scale: "):
         load_sweep(path)
+
+
+@pytest.mark.parametrize("name", ["local", "aws"])
+def test_cluster_files_pass_rays_schema(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = load_yaml(configs_dir() / "cluster" / f"{name}.yaml")
+    validate_config(prepare_config(config))
+    commands = " ".join(config["setup_commands"])
+    assert "torch==2.13.0" in commands and "pip install -q -e ~/qarl" in commands
+    assert commands.index("torch==2.13.0") < commands.index("-e ~/qarl")  # the CPU build first
