@@ -288,6 +288,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if meta["status"] == "completed" else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A sweep file's trials on Ray Tune (embedded local Ray, or the cluster at --address / RAY_ADDRESS)."""
+    from qarl.sweep.config import load_sweep, plan_trials
+    from qarl.sweep.launch import SweepError, format_plan, preflight, run_sweep
+
+    sweep = load_sweep(args.config, storage=args.storage, max_concurrent=args.max_concurrent)
+    trials = plan_trials(sweep, args.config)
+    try:
+        states = preflight(sweep, trials, args.resume or args.dry_run)
+        if args.dry_run:
+            print(format_plan(sweep, trials, states))
+            print("dry run: nothing started, nothing written")
+            return 0
+        summary = run_sweep(sweep, trials, address=args.address, resume=args.resume, out=lambda m: print(m, flush=True))
+    except SweepError as exc:
+        raise UserError(str(exc)) from None
+    return 1 if summary["failed"] else 0
+
+
+def cmd_bench_sweep(args: argparse.Namespace) -> int:
+    from qarl.sweep.bench import bench_sweep
+
+    envs.spec(args.task)
+    if args.iterations < 1 or args.horizon < 1:
+        raise UserError("--iterations and --horizon must be at least 1")
+    bench_sweep(args.task, args.algo, args.iterations, args.horizon, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qarl",
@@ -324,6 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("sweep", help="run a sweep file's trials (tasks x methods x seeds) on Ray Tune")
+    p.add_argument("config", metavar="CONFIG", help="sweep file, e.g. configs/sweeps/smoke.yaml")
+    p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; completed trials are skipped")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials running at once (overrides the file)")
+    p.add_argument("--storage", metavar="PATH", help="folder of the run directories (overrides the file)")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and resources; start and write nothing")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("bench", help="benchmarks that print side-by-side ratios")
     bench = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     b = bench.add_parser("loop", help="two-player loop vs plain stable-baselines3 SAC: env steps/s and time per update")
@@ -347,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--learning-starts", type=int, default=1000, help="transitions before updates (default 1000)")
     b.add_argument("--rounds", type=int, default=3, help="alternating rounds per learner (default 3)")
     b.set_defaults(func=cmd_bench_trial)
+    b = bench.add_parser("sweep", help="Ray sweep scaling: env steps/s of 1 vs 2 concurrent trials, start-up cost")
+    b.add_argument("--task", default="dmc/cartpole-balance", help="task id (default dmc/cartpole-balance)")
+    b.add_argument("--algo", default="sac", help="method (default sac)")
+    b.add_argument("--iterations", type=int, default=3, help="iterations per trial (default 3)")
+    b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
+    b.add_argument("--out", default="results/benchmarks/sweep.md", help="Markdown report (default %(default)s)")
+    b.set_defaults(func=cmd_bench_sweep)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

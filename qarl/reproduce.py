@@ -120,3 +120,121 @@ def trial_cpu_seconds(config: Any) -> float:
         evaluation = len(ev.policy_modes) * episodes * loop.horizon / GRID_STEPS_PER_S
         evaluation += len(ev.policy_modes) * ev.worst_case_steps / SAC_LEARN_STEPS_PER_S
     return train + evaluation
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sweeps of the figures
+
+SCALES = ("smoke", "small", "paper")
+_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides")
+
+
+def figure_sweep_data(figure: Figure, scale: str) -> dict[str, Any]:
+    """The figure's sweep file as a mapping, with the ``reproduce`` selection of ``scale`` applied (paper: as written).
+
+    A selection may replace ``tasks``, ``methods`` and ``seeds`` and add ``overrides`` (merged over the file's).
+    """
+    from qarl.config import ConfigError, load_yaml, merge
+
+    if scale not in SCALES:
+        raise ReproduceError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
+    if figure.sweep is None:
+        raise ReproduceError(f"{figure.name} trains nothing (it has no sweep)")
+    path = sweep_path(figure.sweep)
+    data = dict(load_yaml(path))
+    selections = data.get("reproduce") or {}
+    if scale != "paper":
+        chosen = selections.get(scale)
+        if chosen is None:
+            raise ReproduceError(f"{path}: reproduce.{scale}: missing (what the {scale} scale runs of this sweep)")
+        unknown = sorted(set(chosen) - set(_SELECTION_KEYS))
+        if unknown:
+            raise ConfigError(f"{path}: reproduce.{scale}.{unknown[0]}: unknown key; allowed: {list(_SELECTION_KEYS)}")
+        for key in ("tasks", "methods", "seeds"):
+            if key in chosen:
+                data[key] = chosen[key]
+        if chosen.get("overrides"):
+            data["overrides"] = merge(data.get("overrides") or {}, chosen["overrides"])
+    data["scale"] = scale
+    return data
+
+
+def plan_figure(figure: Figure, scale: str, out: str | os.PathLike) -> tuple[Any, list[Any]]:
+    """(SweepConfig, planned trials) of the figure at ``scale`` with run directories under ``out/<scale>/runs``."""
+    from qarl.config import ConfigError
+    from qarl.sweep.config import parse_sweep, plan_trials
+
+    data = figure_sweep_data(figure, scale)
+    data["storage"] = str(Path(out) / scale / "runs")
+    path = sweep_path(figure.sweep or "")
+    try:
+        sweep = parse_sweep(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return sweep, plan_trials(sweep, path)
+
+
+def estimate(figure: Figure, scale: str) -> tuple[int, float]:
+    """(trial count, estimated CPU-hours) of the figure's sweep at ``scale`` (0 trials: no training)."""
+    if figure.sweep is None:
+        return 0, 0.0
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, trials = plan_figure(figure, scale, tmp)
+    return len(trials), sum(trial_cpu_seconds(t.config) for t in trials) / 3600
+
+
+def list_figures() -> str:
+    """The ``--list`` table: figure, paper, what it shows, sweep, and trials / CPU-hours per scale."""
+    header = ["figure", "paper", "shows", "sweep", *[f"{s}: trials, CPU-h" for s in SCALES]]
+    rows = []
+    for f in FIGURES.values():
+        cells = []
+        for scale in SCALES:
+            n, hours = estimate(f, scale)
+            cells.append(f"{n}, {hours:.3g}" if n else "no training")
+        rows.append([f.name, f.paper, f.shows, f"configs/sweeps/{f.sweep}.yaml" if f.sweep else "-", *cells])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def reproduce(
+    name: str,
+    scale: str,
+    out: str | os.PathLike = "results/figures",
+    *,
+    address: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Run the trials of the figure's sweep that have no completed run yet, then draw the figure; returns its files.
+
+    Complete runs under ``out/<scale>/runs`` are reused (a run whose recorded config differs from the planned one is
+    an error, never silently mixed in); the figure goes to ``out/<scale>/<figure>/``.
+    """
+    from qarl.sweep.launch import preflight, run_sweep
+
+    figure = get_figure(name)
+    target = Path(out) / scale / figure.name
+    if figure.sweep is None:
+        if scale not in SCALES:
+            raise ReproduceError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
+        return figure.plot(target, scale=scale)
+    sweep, trials = plan_figure(figure, scale, out)
+    states = preflight(sweep, trials, resume=True)
+    todo = sum(s != "completed" for s in states.values())
+    if todo:
+        log(f"{figure.name} ({scale}): {todo} of {len(trials)} trials to run -> {Path(out) / scale / 'runs'}")
+        summary = run_sweep(sweep, trials, address=address, resume=True, out=log)
+        if summary["failed"]:
+            log(f"{len(summary['failed'])} trial(s) did not complete; the figure leaves them out and lists them")
+    else:
+        log(f"{figure.name} ({scale}): all {len(trials)} trials completed earlier; drawing")
+    missing = [t for t in trials if not (t.run_dir / "meta.json").exists()]
+    for t in missing:
+        log(f"  not started: {t.label} ({t.run_dir})")
+    runs = F.load_runs([t.run_dir for t in trials if t not in missing])
+    files = figure.plot(runs, target, **figure.plot_kwargs)
+    log(f"{figure.name}: wrote " + ", ".join(str(p) for p in files))
+    return files

@@ -179,11 +179,15 @@ def run_trial(
     iterations: int | None = None,
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+    meta_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue) one trial in ``run_dir``; returns its ``meta.json`` dict.
 
     ``config`` is required for a new run; on resume the saved ``config.yaml`` is used, and ``iterations``
     may extend it. ``stop_after`` ends the process's work after that many iterations of this call (tests).
+    ``on_iteration`` is called with each progress row once it (and any checkpoint) is on disk (Ray Tune's
+    ``tune.report``); ``meta_extra`` adds keys to ``meta.json`` (the Ray node id and worker pid of a sweep trial).
     """
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -243,6 +247,7 @@ def run_trial(
         git=_git_revision(),
         iterations=config.loop.iterations,
     )
+    meta.update(meta_extra or {})
     _atomic_write_text(meta_file, json.dumps(meta, indent=2))
     target = config.loop.iterations
     done_here = 0
@@ -263,6 +268,8 @@ def run_trial(
                 for _, old in list_checkpoints(ckpt_dir)[: -config.loop.keep_checkpoints]:
                     old.unlink()
             log(_progress_line(config, row, target, time.perf_counter() - t_start))
+            if on_iteration is not None:
+                on_iteration(row)
             done_here += 1
             if stop_after is not None and done_here >= stop_after and trainer.iteration < target:
                 meta.update(status="stopped", finished=_now())

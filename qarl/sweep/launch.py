@@ -1,0 +1,335 @@
+"""A sweep as a Ray Tune experiment: one trial per (task, method, seed) (DESIGN.md section 7).
+
+Each Tune trial is a function trainable that runs :func:`qarl.training.run.run_trial` in the trial's run directory
+under the sweep's storage path (DESIGN.md section 6) and calls ``tune.report`` after every iteration. The run
+directory, not Tune, holds the state: a retried trial (``FailureConfig``) or a trial of a resumed sweep continues
+from the newest checkpoint there, and a trial whose ``meta.json`` says ``completed`` returns at once without touching
+its files. Tune's own files go to ``<storage>/<name>/_tune/``.
+
+Without an address, ``ray.init`` starts an embedded local Ray (``address="local"``: never an unrelated cluster that
+happens to run on the machine) with the dashboard off; ``--address`` or ``RAY_ADDRESS`` joins a running cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from qarl.config import load_yaml
+from qarl.sweep.config import PlannedTrial, SweepConfig, check_storage
+from qarl.training.checkpoint import list_checkpoints
+from qarl.training.run import TrialConfig, parse_trial_config, run_trial
+
+# Tune result keys copied from a progress row (the rest of the row stays in progress.parquet).
+_REPORTED = ("iteration", "env_steps", "steps_per_s", "wall_time", "eval_return_zero_force", "eval_return_adversary")
+
+
+class SweepError(Exception):
+    """A sweep that cannot start as asked (existing runs, too few resources): reported as one line."""
+
+
+def experiment_dir(sweep: SweepConfig) -> Path:
+    """``<storage>/<name>``: the sweep's run directories and Tune's files (``_tune/``)."""
+    return check_storage(sweep.storage) / sweep.name
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """The trial's ``meta.json`` ({} if there is none yet)."""
+    try:
+        return json.loads((run_dir / "meta.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def trial_state(trial: PlannedTrial) -> str:
+    """What a (re)launch would do: ``new``, ``completed`` (skipped), ``resume@<iteration>`` or ``restart``."""
+    if read_meta(trial.run_dir).get("status") == "completed":
+        return "completed"
+    found = list_checkpoints(trial.run_dir / "checkpoints")
+    if found:
+        return f"resume@{found[-1][0]}"
+    return "restart" if (trial.run_dir / "config.yaml").exists() else "new"
+
+
+def _config_differences(saved: TrialConfig, planned: TrialConfig) -> list[str]:
+    """Top-level keys in which a run directory's config differs from the planned one, as the checkpoint check of
+    ``run_trial`` sees them: the iteration count may be extended and the evaluation settings do not touch training."""
+    loop = dataclasses.replace(planned.loop, iterations=saved.loop.iterations)
+    a, b = saved.to_dict(), dataclasses.replace(planned, loop=loop, eval=saved.eval).to_dict()
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def preflight(sweep: SweepConfig, trials: Sequence[PlannedTrial], resume: bool) -> dict[int, str]:
+    """The state of every trial; SweepError if existing runs would be touched without ``resume`` or differ."""
+    states = {i: trial_state(t) for i, t in enumerate(trials)}
+    existing = [trials[i] for i, s in states.items() if s != "new"]
+    if existing and not resume:
+        raise SweepError(
+            f"{len(existing)} of {len(trials)} trials already have run directories under "
+            f"{experiment_dir(sweep)} (e.g. {existing[0].run_dir}); pass --resume to continue the sweep, "
+            "or choose another name or --storage"
+        )
+    for t in existing:
+        if (t.run_dir / "config.yaml").exists():
+            diff = _config_differences(parse_trial_config(load_yaml(t.run_dir / "config.yaml")), t.config)
+            if diff:
+                raise SweepError(
+                    f"{t.run_dir} was started with another config (differs in {diff}); "
+                    "restore the sweep file it was started with, or choose another name"
+                )
+    return states
+
+
+def format_plan(sweep: SweepConfig, trials: Sequence[PlannedTrial], states: dict[int, str]) -> str:
+    """The trial table and the resources the sweep asks for (``--dry-run``)."""
+    header = ("#", "task", "method", "seed", "iterations", "state", "run directory")
+    rows = [
+        (str(i + 1), t.task, t.method, str(t.seed), str(t.config.loop.iterations), states[i], str(t.run_dir))
+        for i, t in enumerate(trials)
+    ]
+    widths = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    res = sweep.resources
+    todo = sum(1 for s in states.values() if s != "completed")
+    concurrency = f"at most {sweep.max_concurrent} at once" if sweep.max_concurrent else "as many at once as fit"
+    first = trials[0].config
+    lines += [
+        "",
+        f"{len(trials)} trials ({todo} to run), scale {sweep.scale}, checkpoint every {first.loop.checkpoint_every}"
+        f" iterations, evaluation {'on' if first.eval.enabled else 'off'}, up to {sweep.max_failures} retries each",
+        f"resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU (torch threads {res.torch_threads}); "
+        f"all trials to run: {todo * res.cpus:g} CPU, {todo * res.gpus:g} GPU; {concurrency}",
+    ]
+    return "\n".join(lines)
+
+
+def _metrics(row: dict[str, Any], target: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k: row[k] for k in _REPORTED if k in row}
+    out["iterations"] = target
+    out["clock"] = time.time()  # wall clock at the end of the iteration (start-up and scaling benchmark)
+    return out
+
+
+def sweep_trainable(config: dict[str, Any], specs: Sequence[dict[str, Any]]) -> None:
+    """Tune function trainable: one trial, run (or resumed) in its run directory.
+
+    ``config["index"]`` picks the trial in ``specs`` (dicts with ``run_dir`` and the resolved ``config``).
+    """
+    import ray
+    from ray import tune
+
+    spec = specs[config["index"]]
+    run_dir = Path(spec["run_dir"])
+    trial_config = parse_trial_config(spec["config"])
+    meta = read_meta(run_dir)
+    if meta.get("status") == "completed":  # a resumed sweep: finished trials are not touched
+        tune.report({"skipped": True, "iteration": meta.get("iterations_done", 0), "iterations": meta["iterations"]})
+        return
+    extra = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "hostname": socket.gethostname(),
+        "worker_pid": os.getpid(),
+        "ray_trial_id": tune.get_context().get_trial_id(),
+    }
+    resume = (run_dir / "config.yaml").exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = trial_config.loop.iterations
+    with open(run_dir / "train.log", "a", encoding="utf-8") as fh:
+
+        def log(msg: str) -> None:
+            fh.write(msg + "\n")
+            fh.flush()
+
+        run_trial(
+            trial_config,
+            run_dir=run_dir,
+            resume=resume,
+            log=log,
+            on_iteration=lambda row: tune.report(_metrics(row, target)),
+            meta_extra=extra,
+        )
+
+
+def _progress_callback(labels: dict[int, str], out: Callable[[str], None], events: dict[str, dict]) -> Any:
+    """A Tune callback printing concise lines; it records in ``events`` each trial's launch time (driver clock) and
+    its reported results."""
+    from ray import tune
+
+    class ProgressLines(tune.Callback):
+        """One line per trial event and iteration, printed by the driver."""
+
+        def _label(self, trial: Any) -> str:
+            return labels[trial.config["index"]]
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            events.setdefault(self._label(trial), {"launched": time.time(), "results": []})
+            out(f"[{self._label(trial)}] started")
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            events.setdefault(self._label(trial), {"launched": math.nan, "results": []})["results"].append(result)
+            if result.get("skipped"):
+                out(f"[{self._label(trial)}] completed earlier, skipped")
+                return
+            ret = result.get("eval_return_zero_force", math.nan)
+            out(
+                f"[{self._label(trial)}] RUNNING iter {result.get('iteration')}/{result.get('iterations')}"
+                f" | return {ret:.2f} | {result.get('steps_per_s', math.nan):.0f} steps/s"
+            )
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            out(f"[{self._label(trial)}] failed ({_first_line(trial.error_file)}); retrying from its last checkpoint")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            out(f"[{self._label(trial)}] ERROR ({_first_line(trial.error_file)})")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            out(f"[{self._label(trial)}] finished")
+
+    return ProgressLines()
+
+
+def _first_line(error_file: str | None) -> str:
+    """The last non-empty line of a Tune error file (the exception), or a placeholder."""
+    try:
+        lines = [ln.strip() for ln in Path(error_file or "").read_text().splitlines() if ln.strip()]
+    except OSError:
+        return "no error file"
+    return lines[-1][:300] if lines else "no message"
+
+
+def init_ray(address: str | None, sweep: SweepConfig) -> str:
+    """Start the embedded local Ray or join ``address``; returns a description for the log."""
+    import ray
+
+    common = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **common)
+        where = f"Ray cluster at {address}"
+    else:
+        ray.init(address="local", include_dashboard=False, **common)
+        where = "embedded local Ray"
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [n["Resources"].get("CPU", 0.0) for n in nodes]
+    gpus = [n["Resources"].get("GPU", 0.0) for n in nodes]
+    res = sweep.resources
+    if res.cpus > max(cpus, default=0) or res.gpus > max(gpus, default=0):
+        msg = (
+            f"a trial asks for {res.cpus:g} CPU and {res.gpus:g} GPU, but the largest node of the {where} has "
+            f"{max(cpus, default=0):g} CPU and {max(gpus, default=0):g} GPU; lower resources in the sweep file"
+        )
+        if not address:
+            raise SweepError(msg)
+        # a cluster's autoscaler may still add a bigger node
+        logging.getLogger(__name__).warning(msg)
+    return f"{where}: {len(nodes)} node(s), {sum(cpus):g} CPU, {sum(gpus):g} GPU"
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    trials: Sequence[PlannedTrial],
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the sweep's trials on Ray Tune; returns a summary (``failed``: label -> reason; ``events``: label ->
+    Tune's start time and results; ``fit_started``: the clock when Tune began)."""
+    import ray
+    from ray import tune
+
+    states = preflight(sweep, trials, resume)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    specs = [{"run_dir": str(t.run_dir), "config": t.config.to_dict()} for t in trials]
+    labels = {i: t.label for i, t in enumerate(trials)}
+    storage = experiment_dir(sweep)
+    events: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    try:
+        out(init_ray(address, sweep))
+        skipped = sum(1 for s in states.values() if s == "completed")
+        out(f"sweep {sweep.name}: {len(trials)} trials ({skipped} completed earlier) -> {storage}")
+        trainable = tune.with_resources(tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray())
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"index": tune.grid_search(list(range(len(trials))))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=sweep.max_concurrent,
+                # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else
+                # carries over, since every trainer reseeds the global generators and sets its torch threads.
+                reuse_actors=True,
+                trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
+                trial_dirname_creator=lambda tr: (
+                    f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-").replace(" ", "_")
+                ),
+            ),
+            run_config=tune.RunConfig(
+                name=time.strftime("sweep-%Y%m%d-%H%M%S"),
+                storage_path=str(storage / "_tune"),
+                failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                verbose=0,
+                callbacks=[_progress_callback(labels, out, events)],
+            ),
+        )
+        fit_started = time.time()
+        grid = tuner.fit()
+        errors = {r.config["index"]: r.error for r in grid if r.error is not None and r.config}
+    finally:
+        ray.shutdown()
+    summary = summarize(trials, errors, states, time.perf_counter() - t0, out)
+    return {**summary, "events": events, "fit_started": fit_started}
+
+
+def summarize(
+    trials: Sequence[PlannedTrial],
+    errors: dict[int, BaseException],
+    states: dict[int, str],
+    seconds: float,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Print the end-of-sweep summary from every trial's ``meta.json`` (and Tune's error where there is one)."""
+    failed: dict[str, str] = {}
+    completed = 0
+    for i, t in enumerate(trials):
+        meta = read_meta(t.run_dir)
+        if meta.get("status") == "completed" and i not in errors:
+            completed += 1
+            continue
+        reason = meta.get("failure_reason")
+        if not reason and i in errors:
+            reason = str(errors[i]).strip().splitlines()[-1][:300] if str(errors[i]).strip() else repr(errors[i])
+        failed[t.label] = f"{meta.get('status', 'not started')}: {reason or 'no reason recorded'}"
+    skipped = sum(1 for s in states.values() if s == "completed")
+    out(
+        f"sweep finished in {seconds:.0f}s: {completed}/{len(trials)} trials completed"
+        f" ({skipped} of them earlier), {len(failed)} not completed"
+    )
+    for label, reason in failed.items():
+        out(f"  FAILED {label}: {reason}")
+    if failed:
+        out("  (rerun with --resume to retry the trials that did not complete; finished ones are kept)")
+    return {"completed": completed, "failed": failed, "skipped": skipped, "seconds": seconds}
+
+
+__all__ = [
+    "SweepError",
+    "experiment_dir",
+    "format_plan",
+    "init_ray",
+    "preflight",
+    "read_meta",
+    "run_sweep",
+    "summarize",
+    "sweep_trainable",
+    "trial_state",
+]
