@@ -307,6 +307,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run (or reuse) the sweep behind one paper figure and draw it; ``--list`` shows every figure."""
+    from qarl.figures import FigureError
+    from qarl.reproduce import FIGURES, ReproduceError, list_figures, reproduce
+    from qarl.sweep.launch import SweepError
+
+    if args.list:
+        print(list_figures())
+        return 0
+    if not args.figure:
+        raise UserError(f"name a figure (one of {', '.join(FIGURES)}) or pass --list")
+    try:
+        reproduce(args.figure, args.scale, args.out, address=args.address, log=lambda m: print(m, flush=True))
+    except (ReproduceError, FigureError, SweepError) as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
 def cmd_bench_sweep(args: argparse.Namespace) -> int:
     from qarl.sweep.bench import bench_sweep
 
@@ -361,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="PATH", help="folder of the run directories (overrides the file)")
     p.add_argument("--dry-run", action="store_true", help="print the trials and resources; start and write nothing")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="run (or reuse) the sweep behind a paper figure or table and draw it")
+    p.add_argument("figure", nargs="?", metavar="FIGURE", help="figure name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the figures with their sweeps and estimated cost")
+    p.add_argument("--scale", choices=["smoke", "small", "paper"], default="smoke", help="budget (default smoke)")
+    p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
+    p.add_argument("--out", default="results/figures", help="folder of runs and figures (default %(default)s)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="benchmarks that print side-by-side ratios")
     bench = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)

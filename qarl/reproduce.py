@@ -16,6 +16,7 @@ of compute, not of wall time on a cluster.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,10 +179,15 @@ def estimate(figure: Figure, scale: str) -> tuple[int, float]:
     """(trial count, estimated CPU-hours) of the figure's sweep at ``scale`` (0 trials: no training)."""
     if figure.sweep is None:
         return 0, 0.0
+    return _estimate(figure.sweep, scale)
+
+
+@functools.lru_cache(maxsize=None)
+def _estimate(sweep: str, scale: str) -> tuple[int, float]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        _, trials = plan_figure(figure, scale, tmp)
+        _, trials = plan_figure(next(f for f in FIGURES.values() if f.sweep == sweep), scale, tmp)
     return len(trials), sum(trial_cpu_seconds(t.config) for t in trials) / 3600
 
 
@@ -220,7 +226,9 @@ def reproduce(
     if figure.sweep is None:
         if scale not in SCALES:
             raise ReproduceError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
-        return figure.plot(target, scale=scale)
+        files = figure.plot(target, scale=scale)
+        log(f"{figure.name}: wrote " + ", ".join(str(p) for p in files))
+        return files
     sweep, trials = plan_figure(figure, scale, out)
     states = preflight(sweep, trials, resume=True)
     todo = sum(s != "completed" for s in states.values())

@@ -99,6 +99,10 @@ class SweepConfig:
     """Trials running at once (None: as many as the resources allow)."""
     max_failures: int = 2
     """Retries of a failed trial, each resuming from the trial's last checkpoint."""
+    reproduce: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Per scale (``smoke``, ``small``): the ``tasks``, ``methods``, ``seeds`` and extra ``overrides`` that
+    ``qarl reproduce --scale`` runs of this sweep instead of the file's own (see :mod:`qarl.reproduce`).
+    ``qarl sweep`` runs the file as written and ignores it."""
 
     def validate(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -163,9 +167,28 @@ def load_sweep(
     return sweep
 
 
+def parse_sweep(data: Mapping[str, Any]) -> SweepConfig:
+    """A sweep from a mapping (a sweep file's content), checked as :func:`load_sweep` checks a file (storage apart)."""
+    return _parse(data)
+
+
+_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides")
+
+
+def _check_reproduce(block: Mapping[str, Any]) -> None:
+    for scale, chosen in block.items():
+        if scale not in ("smoke", "small"):
+            raise ConfigError(f"reproduce.{scale}: unknown scale; expected smoke or small (paper: the file as written)")
+        if not isinstance(chosen, Mapping):
+            raise ConfigError(f"reproduce.{scale}: expected a mapping, got {type(chosen).__name__}")
+        for key in chosen:
+            if key not in _SELECTION_KEYS:
+                raise ConfigError(f"reproduce.{scale}.{key}: unknown key; allowed: {list(_SELECTION_KEYS)}")
+
+
 def _parse(data: Mapping[str, Any]) -> SweepConfig:
     free = {}
-    for key in ("overrides", "method_overrides", "eval"):
+    for key in ("overrides", "method_overrides", "eval", "reproduce"):
         value = data.get(key)
         if value is None:
             free[key] = {}
@@ -185,7 +208,9 @@ def _parse(data: Mapping[str, Any]) -> SweepConfig:
             raise ConfigError(f"method_overrides.{method}: expected a mapping, got {type(values).__name__}")
         method_overrides[method] = expand_dotted(values, f"method_overrides.{method}")
     evaluation = expand_dotted(free["eval"], "eval")
-    sweep = dataclasses.replace(sweep, overrides=overrides, method_overrides=method_overrides, eval=evaluation)
+    _check_reproduce(free["reproduce"])
+    sweep = dataclasses.replace(sweep, overrides=overrides, method_overrides=method_overrides, eval=evaluation,
+                                reproduce=free["reproduce"])  # fmt: skip
     _check_names(sweep)
     for where, values in [
         ("overrides", overrides),
@@ -321,6 +346,7 @@ __all__ = [
     "check_storage",
     "expand_dotted",
     "load_sweep",
+    "parse_sweep",
     "plan_trials",
     "trial_overrides",
 ]

@@ -61,9 +61,11 @@ def trial_state(trial: PlannedTrial) -> str:
 
 def _config_differences(saved: TrialConfig, planned: TrialConfig) -> list[str]:
     """Top-level keys in which a run directory's config differs from the planned one, as the checkpoint check of
-    ``run_trial`` sees them: the iteration count may be extended and the evaluation settings do not touch training."""
+    ``run_trial`` sees them: the iteration count may be extended, and the evaluation and diagnostics settings do not
+    touch training."""
     loop = dataclasses.replace(planned.loop, iterations=saved.loop.iterations)
-    a, b = saved.to_dict(), dataclasses.replace(planned, loop=loop, eval=saved.eval).to_dict()
+    same = dataclasses.replace(planned, loop=loop, eval=saved.eval, diagnostics=saved.diagnostics)
+    a, b = saved.to_dict(), same.to_dict()
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
