@@ -301,7 +301,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(format_plan(sweep, trials, states))
             print("dry run: nothing started, nothing written")
             return 0
-        summary = run_sweep(sweep, trials, address=args.address, resume=args.resume, out=lambda m: print(m, flush=True))
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        summary = run_sweep(sweep, trials, address=args.address, resume=args.resume, out=log, command=args.argv)
     except SweepError as exc:
         raise UserError(str(exc)) from None
     return 1 if summary["failed"] else 0
@@ -319,7 +320,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.figure:
         raise UserError(f"name a figure (one of {', '.join(FIGURES)}) or pass --list")
     try:
-        reproduce(args.figure, args.scale, args.out, address=args.address, log=lambda m: print(m, flush=True))
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        reproduce(args.figure, args.scale, args.out, address=args.address, log=log, command=args.argv)
     except (ReproduceError, FigureError, SweepError) as exc:
         raise UserError(str(exc)) from None
     return 0
@@ -474,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = ["qarl", *argv]  # recorded by sweeps as the command that produced their runs
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,7 @@ def estimate(figure: Figure, scale: str) -> tuple[int, float]:
     return _estimate(figure.sweep, scale)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _estimate(sweep: str, scale: str) -> tuple[int, float]:
     import tempfile
 
@@ -213,6 +213,7 @@ def reproduce(
     *,
     address: str | None = None,
     log: Callable[[str], None] = print,
+    command: Sequence[str] | None = None,
 ) -> list[Path]:
     """Run the trials of the figure's sweep that have no completed run yet, then draw the figure; returns its files.
 
@@ -234,7 +235,7 @@ def reproduce(
     todo = sum(s != "completed" for s in states.values())
     if todo:
         log(f"{figure.name} ({scale}): {todo} of {len(trials)} trials to run -> {Path(out) / scale / 'runs'}")
-        summary = run_sweep(sweep, trials, address=address, resume=True, out=log)
+        summary = run_sweep(sweep, trials, address=address, resume=True, out=log, command=command)
         if summary["failed"]:
             log(f"{len(summary['failed'])} trial(s) did not complete; the figure leaves them out and lists them")
     else:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,6 +143,9 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[dict[str, Any]]) -> 
         "hostname": socket.gethostname(),
         "worker_pid": os.getpid(),
         "ray_trial_id": tune.get_context().get_trial_id(),
+        # the command that launched the sweep (this process's own argv is Ray's worker)
+        "command": spec.get("command") or [],
+        "sweep": spec.get("sweep"),
     }
     resume = (run_dir / "config.yaml").exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -243,16 +247,23 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     out: Callable[[str], None] = print,
+    command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the sweep's trials on Ray Tune; returns a summary (``failed``: label -> reason; ``events``: label ->
-    Tune's start time and results; ``fit_started``: the clock when Tune began)."""
+    Tune's start time and results; ``fit_started``: the clock when Tune began). ``command`` (default: this
+    process's argv) is recorded in every trial's meta.json as the command that produced it."""
     import ray
     from ray import tune
 
     states = preflight(sweep, trials, resume)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     address = address or os.environ.get("RAY_ADDRESS") or None
-    specs = [{"run_dir": str(t.run_dir), "config": t.config.to_dict()} for t in trials]
+    if command is None:
+        command = [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else []
+    specs = [
+        {"run_dir": str(t.run_dir), "config": t.config.to_dict(), "command": list(command), "sweep": sweep.name}
+        for t in trials
+    ]
     labels = {i: t.label for i, t in enumerate(trials)}
     storage = experiment_dir(sweep)
     events: dict[str, dict] = {}
