@@ -186,8 +186,9 @@ class _AdamStep:
 
     The update rule and the state (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter, which checkpoints save) are
     torch's; only the Python around the kernel (grouping, hooks, profiling) is skipped, which costs more than the
-    kernel for these small tensors. The first step, a reloaded state, or any option the direct call does not cover
-    (several groups, amsgrad, weight decay, maximize, a non-Adam optimiser) goes through ``optimizer.step()``.
+    kernel for these small tensors. The very first step (no state yet) or any option the direct call does not cover
+    (several groups, amsgrad, weight decay, maximize, a non-Adam optimiser) goes through ``optimizer.step()``; a
+    state loaded from a checkpoint goes straight to the direct call, as the uninterrupted run's does.
     """
 
     def __init__(self, optimizer: th.optim.Optimizer) -> None:
@@ -206,17 +207,28 @@ class _AdamStep:
             return False
         return all(p.device.type == "cpu" and p.dtype == th.float32 for p in g["params"])
 
+    def _bind(self) -> bool:
+        """Point the direct call at the optimiser's current state; False if it has none yet (or is not covered)."""
+        opt = self.optimizer
+        if not self._direct():
+            return False
+        params = opt.param_groups[0]["params"]
+        states = [opt.state.get(p, {}) for p in params]
+        if not all("exp_avg" in s and isinstance(s.get("step"), th.Tensor) for s in states):
+            return False
+        self._state = opt.state
+        steps = [s["step"] for s in states]
+        self._lists = (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps)
+        return True
+
     def step(self) -> None:
         opt = self.optimizer
-        if opt.state is not self._state or not self._lists:
-            opt.step()  # builds the state (or steps a just-loaded one), then the direct call takes over
-            if self._direct():
-                params = opt.param_groups[0]["params"]
-                states = [opt.state[p] for p in params]
-                if all("exp_avg" in s for s in states):
-                    self._state = opt.state
-                    steps = [s["step"] for s in states]
-                    self._lists = (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps)
+        if (opt.state is not self._state or not self._lists) and not self._bind():
+            # No state yet (the very first step) or an option the direct call does not cover: torch builds the
+            # state. A state loaded from a checkpoint is stepped by the direct call like the one it was saved from,
+            # so a resumed run takes bit-identical steps to an uninterrupted one.
+            opt.step()
+            self._bind()
             return
         params, exp_avgs, exp_avg_sqs, steps = self._lists
         g = opt.param_groups[0]

@@ -231,7 +231,7 @@ def test_same_seed_same_progress(tmp_path):
         assert meta["status"] == "completed"
         frames[name] = _progress(run_dir)
     assert len(frames["a"]) == 3 and frames["a"]["updates_protagonist"].iloc[-1] > 0
-    pd.testing.assert_frame_equal(frames["a"], frames["b"])
+    pd.testing.assert_frame_equal(frames["a"], frames["b"], check_exact=True)
     assert not frames["c"]["eval_return_adversary"].equals(frames["a"]["eval_return_adversary"])
 
 
@@ -247,7 +247,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     assert _progress(part)["updates_protagonist"].iloc[1] > 0, "the checkpoint holds learned state"
     meta = run_trial(None, run_dir=part, resume=True, log=_quiet)
     assert meta["status"] == "completed"
-    pd.testing.assert_frame_equal(_progress(full), _progress(part))
+    pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
 
 
 def test_checkpoint_restores_every_piece(tmp_path):

@@ -261,7 +261,7 @@ def test_smoke_sweep_end_to_end_on_embedded_ray(tmp_path, smoke_sweep):
     t = trials[0]
     direct = tmp_path / "direct"
     run_trial(t.config, run_dir=direct, log=lambda m: None)
-    pd.testing.assert_frame_equal(_progress(direct), _progress(t.run_dir))
+    pd.testing.assert_frame_equal(_progress(direct), _progress(t.run_dir), check_exact=True)
     assert proc.leftover == [], "the embedded Ray must be shut down when the sweep ends"
     print(f"smoke sweep: {time.time() - t0:.1f}s")
 
@@ -291,7 +291,7 @@ def test_sigkill_of_a_trial_worker_resumes_from_its_checkpoint(tmp_path):
     assert "resuming" in (trial.run_dir / "train.log").read_text()
     direct = tmp_path / "direct"
     run_trial(trial.config, run_dir=direct, log=lambda m: None)
-    pd.testing.assert_frame_equal(_progress(direct), _progress(trial.run_dir))
+    pd.testing.assert_frame_equal(_progress(direct), _progress(trial.run_dir), check_exact=True)
 
 
 def test_driver_kill_then_resume_reruns_no_finished_trial(tmp_path):

@@ -126,7 +126,7 @@ def test_same_seed_same_progress(tmp_path, algo):
     assert meta["status"] == "completed"
     pa, pb = _progress(a), _progress(b)
     assert len(pa) == 3
-    pd.testing.assert_frame_equal(pa, pb)
+    pd.testing.assert_frame_equal(pa, pb, check_exact=True)
     c, _ = _run(tmp_path, algo, seed=6, name="c")
     assert not _progress(c)["eval_return_zero_force"].equals(pa["eval_return_zero_force"])
 
@@ -156,7 +156,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     assert meta["status"] == "stopped" and len(pd.read_parquet(part / "progress.parquet")) == 3
     meta = run_trial(None, run_dir=part, resume=True, log=_quiet)
     assert meta["status"] == "completed"
-    pd.testing.assert_frame_equal(_progress(full), _progress(part))
+    pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
 
 
 KILL_METHODS = {
@@ -201,7 +201,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     full_dir = run_dir_for(tmp_path / "full", "k", "dmc/cartpole-balance", algo, 2)
-    pd.testing.assert_frame_equal(_progress(full_dir), _progress(run_dir))
+    pd.testing.assert_frame_equal(_progress(full_dir), _progress(run_dir), check_exact=True)
 
 
 def test_existing_run_is_never_overwritten(tmp_path):
