@@ -262,6 +262,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qarl.config import parse_overrides
     from qarl.training.run import resolve_config, run_dir_for, run_trial, trial_summary
 
+    if args.seeds is not None:
+        return _train_group(args)
+    if args.seed is None:
+        args.seed = 0
     if args.iterations is not None and args.iterations < 1:
         raise UserError(f"--iterations must be at least 1, got {args.iterations}")
     if args.seed < 0:
@@ -288,6 +292,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if meta["status"] == "completed" else 1
 
 
+def _train_group(args: argparse.Namespace) -> int:
+    """``qarl train --seeds ...``: K seeds of one (task, method) in this process, gradient steps batched.
+
+    One ordinary run directory per seed (each resumes like a single-seed run); see :mod:`qarl.training.grouped`.
+    """
+    import signal
+
+    from qarl.config import parse_overrides
+    from qarl.training.grouped import run_group
+    from qarl.training.run import resolve_config, run_dir_for, trial_summary
+
+    seeds = list(args.seeds)
+    if args.seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must be distinct integers >= 0, got {seeds}")
+    if args.iterations is not None and args.iterations < 1:
+        raise UserError(f"--iterations must be at least 1, got {args.iterations}")
+    run_dirs = [run_dir_for(args.out, args.experiment, args.task, args.algo, s) for s in seeds]
+    if args.resume:
+        if args.set:
+            raise UserError("--set cannot change runs being resumed; they continue with their saved config.yaml")
+        envs.spec(args.task)
+        configs = [None] * len(seeds)
+    else:
+        try:
+            overrides = parse_overrides(args.set or [])
+            configs = [resolve_config(args.task, args.algo, s, args.scale, overrides) for s in seeds]
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def _terminate(signum, frame):  # record "interrupted" in each meta.json on SIGTERM as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    print(f"run directories ({len(seeds)} seeds, gradient steps batched): {run_dirs[0].parent}/seed=*", file=sys.stderr)
+    metas = run_group(configs, run_dirs, resume=args.resume, iterations=args.iterations)
+    for meta in metas:
+        print(trial_summary(meta), file=sys.stderr)
+    return 0 if all(m["status"] == "completed" for m in metas) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qarl",
@@ -311,7 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one trial (task, method, seed) into its run directory")
     p.add_argument("--task", required=True, help="task id (see `qarl tasks`)")
     p.add_argument("--algo", required=True, help="method name (see `qarl algos`)")
-    p.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="trial seed (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train these seeds together in this process, gradient steps batched (one run directory each)",
+    )
     p.add_argument(
         "--scale", choices=["smoke", "small", "paper"], default="smoke", help="budget preset (default smoke)"
     )

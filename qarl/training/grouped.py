@@ -230,6 +230,13 @@ def run_group(
         raise TrialError(f"the seeds of a group must differ, got {[c.seed for c in given]}")
     if per_seed is not None and len(per_seed) != len(configs):
         raise TrialError(f"per_seed needs one entry per config, got {len(per_seed)}")
+    for d in dirs:  # run_trial checks these too, but then the other seeds would already be running
+        if resume and not (d / "config.yaml").exists():
+            raise TrialError(f"nothing to resume: {d / 'config.yaml'} does not exist")
+        if not resume and ((d / "config.yaml").exists() or (d / "progress.parquet").exists()):
+            raise TrialError(
+                f"{d} already holds a run; pass --resume to continue it, or choose another --out or --experiment"
+            )
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     def job(k: int) -> Callable[[], dict[str, Any]]:
