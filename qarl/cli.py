@@ -160,6 +160,20 @@ def cmd_bench_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_group(args: argparse.Namespace) -> int:
+    from qarl.bench_learner import bench_group
+
+    if args.rounds < 1 or args.updates < 1 or min(args.k) < 1:
+        raise UserError("--rounds, --updates and every --k must be >= 1")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: torch sees no CUDA device here")
+    bench_group(args.k, args.rounds, args.updates, args.device)
+    return 0
+
+
 def cmd_curves(args: argparse.Namespace) -> int:
     from qarl.curves import write_curves
 
@@ -400,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--learning-starts", type=int, default=1000, help="transitions before updates (default 1000)")
     b.add_argument("--rounds", type=int, default=3, help="alternating rounds per learner (default 3)")
     b.set_defaults(func=cmd_bench_trial)
+    b = bench.add_parser("group", help="total SAC updates/s of K seeds' models updated together vs one model's")
+    b.add_argument("--k", type=int, nargs="+", default=[1, 4, 8], help="group sizes (default 1 4 8)")
+    b.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    b.add_argument("--updates", type=int, default=20, help="steps per learner and round (default 20)")
+    b.add_argument("--device", default="cpu", help="torch device of the models (default cpu; e.g. cuda)")
+    b.set_defaults(func=cmd_bench_group)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

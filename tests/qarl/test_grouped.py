@@ -279,3 +279,13 @@ def test_cli_train_with_several_seeds_writes_one_run_directory_each(tmp_path: Pa
     assert main([*args[:-4], "--resume", "--iterations", "2"]) == 0
     assert main([*args, "--seed", "1"]) == 2  # --seed and --seeds together
     assert "not both" in capsys.readouterr().err
+
+
+def test_bench_group_reports_total_updates_per_second(capsys) -> None:
+    from qarl.bench_learner import bench_group
+
+    summary = bench_group(ks=(1, 2), rounds=1, updates=1)
+    learners = summary["learners"]
+    assert [v["k"] for v in learners.values()] == [1, 1, 2]
+    assert all(v["updates_per_s"] > 0 for v in learners.values())
+    assert "grouped, K = 2" in capsys.readouterr().out
