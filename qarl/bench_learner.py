@@ -38,6 +38,7 @@ trial (200 iterations x 10 episodes x 1000 steps, one update per 3 own-phase ste
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -46,6 +47,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -334,13 +336,14 @@ def bench_group(
         th.set_num_threads(1)
     obs_dim, act_dim, net_arch, batch = 17, 6, (256, 256, 256), 256
     per_update = sac_update_flops(obs_dim, act_dim, net_arch, batch)["required"]
-    single = _learner(True, obs_dim, act_dim, 10_000, seed, device)
+    single = _learner(True, obs_dim, act_dim, 10_000, seed) if device == "cpu" else None
     groups = {
         k: GroupedSACUpdate([_learner(True, obs_dim, act_dim, 10_000, seed + i, device) for i in range(k)], batch)
         for k in ks
     }
 
     def run_single(n: int) -> None:
+        assert single is not None
         for _ in range(n):
             single.train(gradient_steps=1, batch_size=batch)
 
@@ -351,7 +354,9 @@ def bench_group(
 
         return run
 
-    learners: dict[str, tuple[int, Callable[[int], None]]] = {"fast update, one model (QSAC.train)": (1, run_single)}
+    learners: dict[str, tuple[int, Callable[[int], None]]] = {}
+    if device == "cpu":  # FastSACUpdate allocates its stacks on the CPU: elsewhere "grouped, K = 1" is the baseline
+        learners["fast update, one model (QSAC.train)"] = (1, run_single)
     learners.update({f"grouped, K = {k}": (k, run_group(k)) for k in ks})
     for _, run in learners.values():  # warm-up: layouts, optimiser state, allocations
         run(3)
@@ -399,4 +404,86 @@ def bench_group(
     return summary
 
 
-__all__ = ["bench_group", "bench_trial", "bench_update", "matmul_gflops", "paper_scale_counts", "sac_update_flops"]
+def bench_group_trial(
+    task: str = "dmc/cheetah-run",
+    algo: str = "sac",
+    k: int = 4,
+    episodes: int = 2,
+    learning_starts: int = 1000,
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """Wall time of K seeds' short trials: ``run_group`` (one process, steps batched) vs ``run_trial`` one by one.
+
+    Paper-scale learners (3x256, batch 256) and horizon 1000; one iteration of ``episodes`` episodes per phase, updates
+    after ``learning_starts`` transitions, no evaluation or diagnostics; each round writes fresh run directories into
+    a temporary folder. Alternating rounds, medians; total env steps/s of the K seeds.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from qarl.config import parse_overrides
+    from qarl.training.grouped import run_group
+    from qarl.training.run import resolve_config, run_dir_for, run_trial
+    from qarl.training.sac import SACConfig
+
+    th.set_num_threads(1)
+    sets = ["loop.iterations=1", f"loop.episodes_per_phase={episodes}", "eval.enabled=false"]
+    sets += ["diagnostics.enabled=false", "loop.eval_episodes=0"]
+    probe = resolve_config(task, algo, 0, "paper", parse_overrides(sets))
+    players = [f.name for f in dataclasses.fields(probe.algo) if isinstance(getattr(probe.algo, f.name), SACConfig)]
+    sets += [f"{p}.learning_starts={learning_starts}" for p in players]
+    configs = [resolve_config(task, algo, s, "paper", parse_overrides(sets)) for s in range(k)]
+
+    def quiet(msg: str) -> None:
+        pass
+
+    def one_by_one(root: Path) -> None:
+        for c in configs:
+            run_trial(c, run_dir=run_dir_for(root, "bench", task, algo, c.seed), log=quiet)
+
+    def grouped(root: Path) -> None:
+        run_group(configs, [run_dir_for(root, "bench", task, algo, c.seed) for c in configs], log=quiet)
+
+    paths: dict[str, Callable[[Path], None]] = {f"run_trial x {k}, one by one": one_by_one}
+    paths[f"run_group, K = {k}"] = grouped
+    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
+    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:  # warm-up: imports, model compilation
+        short = dataclasses.replace(configs[0], loop=dataclasses.replace(configs[0].loop, horizon=50))
+        run_trial(short, run_dir=Path(tmp) / "warm-up", log=quiet)
+    names = list(paths)
+    runs: dict[str, list[float]] = {n: [] for n in names}
+    steps = 0
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:
+                t0 = time.perf_counter()
+                paths[name](Path(tmp))
+                runs[name].append(time.perf_counter() - t0)
+                progress = [run_dir_for(tmp, "bench", task, algo, c.seed) / "progress.parquet" for c in configs]
+                steps = sum(int(pd.read_parquet(f)["env_steps"].iloc[-1]) for f in progress)
+            print(f"  round {r + 1}/{rounds} {name:28s} {runs[name][-1]:7.1f} s", file=sys.stderr, flush=True)
+    print(
+        f"\n{task} {algo}: {k} seeds x one iteration of {episodes} episodes per phase (horizon 1000), updates after "
+        f"{learning_starts} transitions, paper-scale learners, 1 torch thread; {rounds} rounds, medians"
+    )
+    base = statistics.median(runs[names[0]])
+    summary: dict[str, Any] = {"env_steps": steps, "runs": runs, "paths": {}}
+    for name in names:
+        wall = statistics.median(runs[name])
+        summary["paths"][name] = {"seconds": wall, "steps_per_s": steps / wall, "vs_one_by_one": base / wall}
+        print(f"{name:30s} {wall:8.1f} s {steps / wall:10.1f} env steps/s {base / wall:6.2f}x")
+    print(f"load average at end: {_load()}")
+    return summary
+
+
+__all__ = [
+    "bench_group",
+    "bench_group_trial",
+    "bench_trial",
+    "bench_update",
+    "matmul_gflops",
+    "paper_scale_counts",
+    "sac_update_flops",
+]

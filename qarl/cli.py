@@ -161,10 +161,16 @@ def cmd_bench_trial(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_group(args: argparse.Namespace) -> int:
-    from qarl.bench_learner import bench_group
+    from qarl.bench_learner import bench_group, bench_group_trial
 
     if args.rounds < 1 or args.updates < 1 or min(args.k) < 1:
         raise UserError("--rounds, --updates and every --k must be >= 1")
+    if args.trial:
+        envs.spec(args.task)
+        if len(args.k) != 1 or args.episodes < 1 or not 0 <= args.learning_starts < 1000 * args.episodes:
+            raise UserError("--trial takes one --k, --episodes >= 1 and 0 <= --learning-starts < 1000 x --episodes")
+        bench_group_trial(args.task, args.algo, args.k[0], args.episodes, args.learning_starts, args.rounds)
+        return 0
     if args.device.startswith("cuda"):
         import torch
 
@@ -419,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     b.add_argument("--updates", type=int, default=20, help="steps per learner and round (default 20)")
     b.add_argument("--device", default="cpu", help="torch device of the models (default cpu; e.g. cuda)")
+    b.add_argument("--trial", action="store_true", help="instead: K short trials, run_group vs run_trial one by one")
+    b.add_argument("--task", default="dmc/cheetah-run", help="--trial: task id (default dmc/cheetah-run)")
+    b.add_argument("--algo", default="sac", help="--trial: method (default sac)")
+    b.add_argument("--episodes", type=int, default=2, help="--trial: episodes per phase, 1000 steps each (default 2)")
+    b.add_argument("--learning-starts", type=int, default=1000, help="--trial: transitions before updates (1000)")
     b.set_defaults(func=cmd_bench_group)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
