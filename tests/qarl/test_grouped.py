@@ -146,16 +146,16 @@ def test_seed_stream_swaps_the_global_generators() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- grouped trials
-def _config(algo: str, seed: int, iterations: int = 2):
-    """The smoke config, evaluation and diagnostics off, updates from transition 150: 17 per learning player."""
+def _config(algo: str, seed: int, iterations: int = 2, task: str = TASK, learning_starts: int = 150):
+    """The smoke config, evaluation and diagnostics off; on cartpole 17 updates per learning player from 150."""
     players = ["protagonist"] if algo == "sac" else ["protagonist", "adversary"]
     sets = [f"loop.iterations={iterations}", "eval.enabled=false", "diagnostics.enabled=false"]
-    sets += [f"{p}.learning_starts=150" for p in players]
-    return resolve_config(TASK, algo, seed, "smoke", parse_overrides(sets))
+    sets += [f"{p}.learning_starts={learning_starts}" for p in players]
+    return resolve_config(task, algo, seed, "smoke", parse_overrides(sets))
 
 
-def _dirs(root: Path, algo: str) -> list[Path]:
-    return [run_dir_for(root, "test", TASK, algo, s) for s in SEEDS]
+def _dirs(root: Path, algo: str, task: str = TASK, seeds: tuple[int, ...] = SEEDS) -> list[Path]:
+    return [run_dir_for(root, "test", task, algo, s) for s in seeds]
 
 
 def _final(run_dir: Path) -> dict:
@@ -211,6 +211,18 @@ def test_each_seed_of_a_group_is_its_single_seed_run(tmp_path: Path, algo: str, 
     assert [m["seed"] for m in metas] == list(SEEDS)
     players = 1 if algo == "sac" else 2
     assert batched_steps == [len(SEEDS)] * (17 * players)  # every step of both seeds batched
+    for single, group in zip(singles, grouped, strict=True):
+        _assert_same_trial(single, group)
+
+
+def test_seeds_whose_update_schedules_drift_apart_still_match(tmp_path: Path, batched_steps: list[int]) -> None:
+    """Hopper's episodes end when it falls: the seeds' steps fall due at different times, in groups of 1 to K."""
+    task, seeds = "gym/Hopper-v5", (0, 1, 2)
+    singles, grouped = _dirs(tmp_path / "single", "rarl", task, seeds), _dirs(tmp_path / "group", "rarl", task, seeds)
+    for seed, run_dir in zip(seeds, singles, strict=True):
+        run_trial(_config("rarl", seed, task=task, learning_starts=20), run_dir=run_dir, log=_quiet)
+    run_group([_config("rarl", s, task=task, learning_starts=20) for s in seeds], grouped, log=_quiet)
+    assert {1, 2} <= set(batched_steps)  # smaller groups were batched too (a layout rebound per membership)
     for single, group in zip(singles, grouped, strict=True):
         _assert_same_trial(single, group)
 
