@@ -454,26 +454,44 @@ def bench_group_trial(
         run_trial(short, run_dir=Path(tmp) / "warm-up", log=quiet)
     names = list(paths)
     runs: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     steps = 0
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 paths[name](Path(tmp))
                 runs[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
                 progress = [run_dir_for(tmp, "bench", task, algo, c.seed) / "progress.parquet" for c in configs]
                 steps = sum(int(pd.read_parquet(f)["env_steps"].iloc[-1]) for f in progress)
-            print(f"  round {r + 1}/{rounds} {name:28s} {runs[name][-1]:7.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  round {r + 1}/{rounds} {name:28s} {runs[name][-1]:7.1f} s wall, {cpu[name][-1]:7.1f} s CPU",
+                file=sys.stderr,
+                flush=True,
+            )
     print(
         f"\n{task} {algo}: {k} seeds x one iteration of {episodes} episodes per phase (horizon 1000), updates after "
-        f"{learning_starts} transitions, paper-scale learners, 1 torch thread; {rounds} rounds, medians"
+        f"{learning_starts} transitions, paper-scale learners, 1 torch thread; {rounds} rounds, medians. CPU time is "
+        "this process's (all its threads): on a shared machine it is less disturbed by other jobs than wall time"
     )
-    base = statistics.median(runs[names[0]])
-    summary: dict[str, Any] = {"env_steps": steps, "runs": runs, "paths": {}}
+    base, base_cpu = statistics.median(runs[names[0]]), statistics.median(cpu[names[0]])
+    summary: dict[str, Any] = {"env_steps": steps, "runs": runs, "cpu": cpu, "paths": {}}
+    print(f"{'':30s} {'wall':>8s} {'env steps/s':>12s} {'speedup':>8s} {'CPU':>8s} {'per CPU s':>10s} {'speedup':>8s}")
     for name in names:
-        wall = statistics.median(runs[name])
-        summary["paths"][name] = {"seconds": wall, "steps_per_s": steps / wall, "vs_one_by_one": base / wall}
-        print(f"{name:30s} {wall:8.1f} s {steps / wall:10.1f} env steps/s {base / wall:6.2f}x")
+        wall, used = statistics.median(runs[name]), statistics.median(cpu[name])
+        summary["paths"][name] = {
+            "seconds": wall,
+            "steps_per_s": steps / wall,
+            "vs_one_by_one": base / wall,
+            "cpu_seconds": used,
+            "steps_per_cpu_s": steps / used,
+            "cpu_vs_one_by_one": base_cpu / used,
+        }
+        print(
+            f"{name:30s} {wall:7.1f}s {steps / wall:12.1f} {base / wall:7.2f}x {used:7.1f}s {steps / used:10.1f} "
+            f"{base_cpu / used:7.2f}x"
+        )
     print(f"load average at end: {_load()}")
     return summary
 
