@@ -22,9 +22,9 @@ How the seeds are kept apart:
   its checkpoints hold that stream's state.
 - **Batching.** The coordinator runs every seed until it asks for a step or ends; the pending requests are grouped by
   :func:`~qarl.training.grouped_sac.group_key` (same class, shapes and settings) and each group takes one batched step.
-  The update schedule is deterministic in env steps, so for tasks with fixed-length episodes (all dm_control tasks,
-  HalfCheetah, Swimmer) all K seeds ask for the same player's step at the same time; where episodes end early
-  (Hopper, Walker2d, Ant), seeds drift apart and a step batches those that are due (a smaller group, still correct).
+  The update schedule is deterministic in env steps, so where episodes never end early (e.g. dmc/cheetah-run,
+  HalfCheetah) all K seeds ask for the same player's step at the same time; where they do (Hopper, Walker2d), the
+  seeds drift apart and a step batches those that are due (a smaller group, rebound to its own stacked layout).
   Models the batched step does not support (``fast_update: false``, other learners) train inline, as in a single run.
 
 Seeds that fail (a non-finite loss) are recorded as failed by ``run_trial`` and leave the group; the others go on.
@@ -152,9 +152,8 @@ class _SeedThread:
 class _Coordinator:
     """Runs the seeds' threads in turn and takes their gradient steps, batched."""
 
-    def __init__(self, workers: list[_SeedThread], log: Callable[[str], None]) -> None:
+    def __init__(self, workers: list[_SeedThread]) -> None:
         self.workers = workers
-        self.log = log
         self.layouts: OrderedDict[tuple[int, ...], GroupedSACUpdate] = OrderedDict()
         self.batched_steps = 0
         self.seed_steps = 0
@@ -224,6 +223,8 @@ def run_group(
     if len({d.resolve() for d in dirs}) != len(dirs):
         raise TrialError("the run directories of a group must differ")
     given = [c for c in configs if c is not None]
+    if not resume and len(given) != len(configs):
+        raise TrialError("a config is needed for every trial that is started (None only on resume)")
     if len({(c.task, c.algorithm) for c in given}) > 1:
         raise TrialError("a group trains one (task, method): " + ", ".join(f"{c.task} {c.algorithm}" for c in given))
     if len({c.seed for c in given}) != len(given):
@@ -247,7 +248,7 @@ def run_group(
 
     caller = SeedStream()
     workers = [_SeedThread(k, job(k)) for k in range(len(configs))]
-    coordinator = _Coordinator(workers, log)
+    coordinator = _Coordinator(workers)
     try:
         with caller:  # the caller's generators are untouched by the group
             coordinator.run()
@@ -259,6 +260,10 @@ def run_group(
             except BaseException:  # pragma: no cover - best effort while tearing down
                 pass
         raise
+    log(
+        f"group of {len(workers)} seeds: {coordinator.seed_steps} gradient steps taken in {coordinator.batched_steps} "
+        "batched steps"
+    )
     errors = [w.error for w in workers if w.error is not None]
     if errors:
         raise errors[0]
