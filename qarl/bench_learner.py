@@ -38,13 +38,16 @@ trial (200 iterations x 10 episodes x 1000 steps, one update per 3 own-phase ste
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,7 +97,7 @@ def matmul_gflops(seconds: float = 0.5, size: int = 256) -> float:
     return 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
 
 
-def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int) -> Any:
+def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int, device: str = "cpu") -> Any:
     """A QSAC at the QARL settings with a replay buffer of random transitions."""
     from gymnasium import spaces
 
@@ -103,7 +106,7 @@ def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int
     th.manual_seed(seed)
     obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
-    model = make_sac(SACConfig(fast_update=fast), obs_space, act_space)
+    model = make_sac(SACConfig(fast_update=fast), obs_space, act_space, device=device)
     rng = np.random.default_rng(seed)
     buf = model.replay_buffer
     buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
@@ -313,4 +316,192 @@ def bench_trial(
     return summary
 
 
-__all__ = ["bench_trial", "bench_update", "matmul_gflops", "paper_scale_counts", "sac_update_flops"]
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        th.cuda.synchronize()
+
+
+def bench_group(
+    ks: Sequence[int] = (1, 4, 8), rounds: int = 5, updates: int = 20, device: str = "cpu", seed: int = 0
+) -> dict[str, Any]:
+    """Total updates/s of K seeds' models updated together (``GroupedSACUpdate``) vs one model's fast update.
+
+    All learners at the QARL settings (3x256, batch 256, HalfCheetah sizes), built once; alternating rounds in one
+    process, each learner taking ``updates`` steps per round; medians. "total updates/s" counts one update per model:
+    a grouped step of K models is K updates. On the CPU it runs on one torch thread.
+    """
+    from qarl.training.grouped_sac import GroupedSACUpdate
+
+    if device == "cpu":
+        th.set_num_threads(1)
+    obs_dim, act_dim, net_arch, batch = 17, 6, (256, 256, 256), 256
+    per_update = sac_update_flops(obs_dim, act_dim, net_arch, batch)["required"]
+    single = _learner(True, obs_dim, act_dim, 10_000, seed) if device == "cpu" else None
+    groups = {
+        k: GroupedSACUpdate([_learner(True, obs_dim, act_dim, 10_000, seed + i, device) for i in range(k)], batch)
+        for k in ks
+    }
+
+    def run_single(n: int) -> None:
+        assert single is not None
+        for _ in range(n):
+            single.train(gradient_steps=1, batch_size=batch)
+
+    def run_group(k: int) -> Callable[[int], None]:
+        def run(n: int) -> None:
+            for _ in range(n):
+                groups[k].step()
+
+        return run
+
+    learners: dict[str, tuple[int, Callable[[int], None]]] = {}
+    if device == "cpu":  # FastSACUpdate allocates its stacks on the CPU: elsewhere "grouped, K = 1" is the baseline
+        learners["fast update, one model (QSAC.train)"] = (1, run_single)
+    learners.update({f"grouped, K = {k}": (k, run_group(k)) for k in ks})
+    for _, run in learners.values():  # warm-up: layouts, optimiser state, allocations
+        run(3)
+    _sync(device)
+    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
+    print(f"versions: {_versions()}; device {device}; torch threads: {th.get_num_threads()}", flush=True)
+    names = list(learners)
+    runs: dict[str, list[float]] = {"matmul limit": [], **{n: [] for n in names}}
+    for r in range(rounds):
+        if device == "cpu":
+            runs["matmul limit"].append(matmul_gflops())
+        for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
+            k, run = learners[name]
+            _sync(device)
+            t0 = time.perf_counter()
+            run(updates)
+            _sync(device)
+            runs[name].append(k * updates / (time.perf_counter() - t0))
+        print(
+            f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {runs[n][-1]:6.1f}" for n in names) + " updates/s",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"\nSAC updates at the QARL settings: 3x256 ReLU actor and twin critics, batch {batch}, obs {obs_dim}, action "
+        f"{act_dim}, learned temperature; {rounds} rounds x {updates} steps per learner, medians"
+    )
+    limit = statistics.median(runs["matmul limit"]) if runs["matmul limit"] else math.nan
+    if runs["matmul limit"]:
+        print(f"matmul limit (256x256x256 fp32): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s")
+    base = statistics.median(runs[names[0]])
+    header = f"{'total updates/s':>16s} {'per model':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs one':>7s}"
+    print(f"{'learner':38s} {header}  runs")
+    summary: dict[str, Any] = {"device": device, "matmul_gflops": limit, "runs": runs, "learners": {}}
+    for name in names:
+        k = learners[name][0]
+        total = statistics.median(runs[name])
+        gflops = total * per_update / 1e9
+        summary["learners"][name] = {"k": k, "updates_per_s": total, "gflops": gflops, "vs_single": total / base}
+        print(
+            f"{name:38s} {total:16.1f} {total / k:10.1f} {gflops:8.1f} {gflops / limit:9.1%} {total / base:6.2f}x  "
+            + " ".join(f"{x:.1f}" for x in runs[name])
+        )
+    print(f"load average at end: {_load()}")
+    return summary
+
+
+def bench_group_trial(
+    task: str = "dmc/cheetah-run",
+    algo: str = "sac",
+    k: int = 4,
+    episodes: int = 2,
+    learning_starts: int = 1000,
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """Wall time of K seeds' short trials: ``run_group`` (one process, steps batched) vs ``run_trial`` one by one.
+
+    Paper-scale learners (3x256, batch 256) and horizon 1000; one iteration of ``episodes`` episodes per phase, updates
+    after ``learning_starts`` transitions, no evaluation or diagnostics; each round writes fresh run directories into
+    a temporary folder. Alternating rounds, medians; total env steps/s of the K seeds.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from qarl.config import parse_overrides
+    from qarl.training.grouped import run_group
+    from qarl.training.run import resolve_config, run_dir_for, run_trial
+    from qarl.training.sac import SACConfig
+
+    th.set_num_threads(1)
+    sets = ["loop.iterations=1", f"loop.episodes_per_phase={episodes}", "eval.enabled=false"]
+    sets += ["diagnostics.enabled=false", "loop.eval_episodes=0"]
+    probe = resolve_config(task, algo, 0, "paper", parse_overrides(sets))
+    players = [f.name for f in dataclasses.fields(probe.algo) if isinstance(getattr(probe.algo, f.name), SACConfig)]
+    sets += [f"{p}.learning_starts={learning_starts}" for p in players]
+    configs = [resolve_config(task, algo, s, "paper", parse_overrides(sets)) for s in range(k)]
+
+    def quiet(msg: str) -> None:
+        pass
+
+    def one_by_one(root: Path) -> None:
+        for c in configs:
+            run_trial(c, run_dir=run_dir_for(root, "bench", task, algo, c.seed), log=quiet)
+
+    def grouped(root: Path) -> None:
+        run_group(configs, [run_dir_for(root, "bench", task, algo, c.seed) for c in configs], log=quiet)
+
+    paths: dict[str, Callable[[Path], None]] = {f"run_trial x {k}, one by one": one_by_one}
+    paths[f"run_group, K = {k}"] = grouped
+    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
+    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:  # warm-up: imports, model compilation
+        short = dataclasses.replace(configs[0], loop=dataclasses.replace(configs[0].loop, horizon=50))
+        run_trial(short, run_dir=Path(tmp) / "warm-up", log=quiet)
+    names = list(paths)
+    runs: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    steps = 0
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:
+                t0, c0 = time.perf_counter(), time.process_time()
+                paths[name](Path(tmp))
+                runs[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                progress = [run_dir_for(tmp, "bench", task, algo, c.seed) / "progress.parquet" for c in configs]
+                steps = sum(int(pd.read_parquet(f)["env_steps"].iloc[-1]) for f in progress)
+            print(
+                f"  round {r + 1}/{rounds} {name:28s} {runs[name][-1]:7.1f} s wall, {cpu[name][-1]:7.1f} s CPU",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\n{task} {algo}: {k} seeds x one iteration of {episodes} episodes per phase (horizon 1000), updates after "
+        f"{learning_starts} transitions, paper-scale learners, 1 torch thread; {rounds} rounds, medians. CPU time is "
+        "this process's (all its threads): on a shared machine it is less disturbed by other jobs than wall time"
+    )
+    base, base_cpu = statistics.median(runs[names[0]]), statistics.median(cpu[names[0]])
+    summary: dict[str, Any] = {"env_steps": steps, "runs": runs, "cpu": cpu, "paths": {}}
+    print(f"{'':30s} {'wall':>8s} {'env steps/s':>12s} {'speedup':>8s} {'CPU':>8s} {'per CPU s':>10s} {'speedup':>8s}")
+    for name in names:
+        wall, used = statistics.median(runs[name]), statistics.median(cpu[name])
+        summary["paths"][name] = {
+            "seconds": wall,
+            "steps_per_s": steps / wall,
+            "vs_one_by_one": base / wall,
+            "cpu_seconds": used,
+            "steps_per_cpu_s": steps / used,
+            "cpu_vs_one_by_one": base_cpu / used,
+        }
+        print(
+            f"{name:30s} {wall:7.1f}s {steps / wall:12.1f} {base / wall:7.2f}x {used:7.1f}s {steps / used:10.1f} "
+            f"{base_cpu / used:7.2f}x"
+        )
+    print(f"load average at end: {_load()}")
+    return summary
+
+
+__all__ = [
+    "bench_group",
+    "bench_group_trial",
+    "bench_trial",
+    "bench_update",
+    "matmul_gflops",
+    "paper_scale_counts",
+    "sac_update_flops",
+]

@@ -160,6 +160,26 @@ def cmd_bench_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_group(args: argparse.Namespace) -> int:
+    from qarl.bench_learner import bench_group, bench_group_trial
+
+    if args.rounds < 1 or args.updates < 1 or min(args.k) < 1:
+        raise UserError("--rounds, --updates and every --k must be >= 1")
+    if args.trial:
+        envs.spec(args.task)
+        if len(args.k) != 1 or args.episodes < 1 or not 0 <= args.learning_starts < 1000 * args.episodes:
+            raise UserError("--trial takes one --k, --episodes >= 1 and 0 <= --learning-starts < 1000 x --episodes")
+        bench_group_trial(args.task, args.algo, args.k[0], args.episodes, args.learning_starts, args.rounds)
+        return 0
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {args.device}: torch sees no CUDA device here")
+    bench_group(args.k, args.rounds, args.updates, args.device)
+    return 0
+
+
 def cmd_curves(args: argparse.Namespace) -> int:
     from qarl.curves import write_curves
 
@@ -262,6 +282,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from qarl.config import parse_overrides
     from qarl.training.run import resolve_config, run_dir_for, run_trial, trial_summary
 
+    if args.seeds is not None:
+        return _train_group(args)
+    if args.seed is None:
+        args.seed = 0
     if args.iterations is not None and args.iterations < 1:
         raise UserError(f"--iterations must be at least 1, got {args.iterations}")
     if args.seed < 0:
@@ -337,6 +361,48 @@ def cmd_bench_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_group(args: argparse.Namespace) -> int:
+    """``qarl train --seeds ...``: K seeds of one (task, method) in this process, gradient steps batched.
+
+    One ordinary run directory per seed (each resumes like a single-seed run); see :mod:`qarl.training.grouped`.
+    """
+    import signal
+
+    from qarl.config import parse_overrides
+    from qarl.training.grouped import run_group
+    from qarl.training.run import resolve_config, run_dir_for, trial_summary
+
+    seeds = list(args.seeds)
+    if args.seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must be distinct integers >= 0, got {seeds}")
+    if args.iterations is not None and args.iterations < 1:
+        raise UserError(f"--iterations must be at least 1, got {args.iterations}")
+    run_dirs = [run_dir_for(args.out, args.experiment, args.task, args.algo, s) for s in seeds]
+    if args.resume:
+        if args.set:
+            raise UserError("--set cannot change runs being resumed; they continue with their saved config.yaml")
+        envs.spec(args.task)
+        configs = [None] * len(seeds)
+    else:
+        try:
+            overrides = parse_overrides(args.set or [])
+            configs = [resolve_config(args.task, args.algo, s, args.scale, overrides) for s in seeds]
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def _terminate(signum, frame):  # record "interrupted" in each meta.json on SIGTERM as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    print(f"run directories ({len(seeds)} seeds, gradient steps batched): {run_dirs[0].parent}/seed=*", file=sys.stderr)
+    metas = run_group(configs, run_dirs, resume=args.resume, iterations=args.iterations)
+    for meta in metas:
+        print(trial_summary(meta), file=sys.stderr)
+    return 0 if all(m["status"] == "completed" for m in metas) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qarl",
@@ -360,7 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one trial (task, method, seed) into its run directory")
     p.add_argument("--task", required=True, help="task id (see `qarl tasks`)")
     p.add_argument("--algo", required=True, help="method name (see `qarl algos`)")
-    p.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="trial seed (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="train these seeds together in this process, gradient steps batched (one run directory each)",
+    )
     p.add_argument(
         "--scale", choices=["smoke", "small", "paper"], default="smoke", help="budget preset (default smoke)"
     )
@@ -420,6 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
     b.add_argument("--out", default="results/benchmarks/sweep.md", help="Markdown report (default %(default)s)")
     b.set_defaults(func=cmd_bench_sweep)
+
+
+    b = bench.add_parser("group", help="total SAC updates/s of K seeds' models updated together vs one model's")
+    b.add_argument("--k", type=int, nargs="+", default=[1, 4, 8], help="group sizes (default 1 4 8)")
+    b.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    b.add_argument("--updates", type=int, default=20, help="steps per learner and round (default 20)")
+    b.add_argument("--device", default="cpu", help="torch device of the models (default cpu; e.g. cuda)")
+    b.add_argument("--trial", action="store_true", help="instead: K short trials, run_group vs run_trial one by one")
+    b.add_argument("--task", default="dmc/cheetah-run", help="--trial: task id (default dmc/cheetah-run)")
+    b.add_argument("--algo", default="sac", help="--trial: method (default sac)")
+    b.add_argument("--episodes", type=int, default=2, help="--trial: episodes per phase, 1000 steps each (default 2)")
+    b.add_argument("--learning-starts", type=int, default=1000, help="--trial: transitions before updates (1000)")
+    b.set_defaults(func=cmd_bench_group)
 
     p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

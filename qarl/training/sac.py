@@ -10,6 +10,8 @@ two-player loop instead of ``SAC.learn``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,12 @@ class _Spaces(gymnasium.Env):
         raise RuntimeError("this environment only carries spaces")
 
 
+train_hook: ContextVar[Callable[[QSAC, int, int], bool] | None] = ContextVar("qarl_train_hook", default=None)
+"""Set in each seed's thread of a grouped run (:mod:`qarl.training.grouped`): ``hook(model, gradient_steps,
+batch_size)`` performs ``QSAC.train``'s gradient steps (batched with other seeds' models) and returns True, or returns
+False to leave them to ``train``."""
+
+
 class QSAC(SAC):
     """stable-baselines3 SAC whose actor, critic and temperature keep their own learning rates.
 
@@ -133,6 +141,9 @@ class QSAC(SAC):
         return [*super()._excluded_save_params(), "_fast"]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        hook = train_hook.get()
+        if hook is not None and hook(self, gradient_steps, batch_size):
+            return None
         if not self.fast_update:
             return self.reference_train(gradient_steps, batch_size)
         if self._fast is None or not self._fast.is_current(batch_size):
