@@ -374,12 +374,14 @@ class ZeroSumGame:
         """
         if self._needs_reset:
             raise RuntimeError(f"{self.task_id}: call reset() before step() (and after an episode ends)")
-        force = np.minimum(np.maximum(adversary_action, self._adv_low), self._adv_high)
-        self._data.xfrc_applied[self._force_body_ids, self._force_components] = force
-        try:
+        if adversary_action.any():
+            self._write_force(np.minimum(np.maximum(adversary_action, self._adv_low), self._adv_high))
+            try:
+                obs, reward, terminated = self._task_step_lean(protagonist_action)
+            finally:
+                self._clear_force()
+        else:  # no force: nothing to write (forces are cleared after each step and at reset)
             obs, reward, terminated = self._task_step_lean(protagonist_action)
-        finally:
-            self._data.xfrc_applied[:] = 0.0
         self._elapsed += 1
         truncated = (not terminated) and self._elapsed >= self.horizon
         self._needs_reset = terminated or truncated

@@ -100,12 +100,34 @@ def _raw_control_steps_per_s(task: str, seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_grid(
-    tasks: Sequence[str] = ("dmc/cheetah-run", "gym/HalfCheetah-v5"), horizon: int = 200, points: int = 11
-) -> dict[str, Any]:
-    """Batched lock-step grid evaluation vs a naive per-episode ``model.predict`` loop, same grid, one run."""
+def _naive_grid(model: Any, game: Any, cells: list[dict[str, float]]) -> tuple[float, int]:
+    """One ``model.predict`` call and one ``game.step`` per control step, episode after episode."""
     import numpy as np
 
+    zero = np.zeros(game.adversary_action_space.shape)
+    t0, steps = time.perf_counter(), 0
+    for k, cell in enumerate(cells):
+        game.set_params(**cell)
+        obs, _ = game.reset(seed=k)
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, _ = game.step(action, zero)
+            done = terminated or truncated
+            steps += 1
+    return time.perf_counter() - t0, steps
+
+
+def bench_grid(
+    tasks: Sequence[str] = ("dmc/cheetah-run", "gym/HalfCheetah-v5"),
+    horizon: int = 200,
+    points: int = 11,
+    rounds: int = 3,
+) -> dict[str, Any]:
+    """Batched lock-step grid evaluation vs a naive per-episode ``model.predict`` loop, same grid, one run.
+
+    Per task, ``rounds`` alternating rounds of both paths; the medians are compared.
+    """
     from baselines.sac import SACMethodConfig, SACTrainer
     from qarl.evaluation.runner import EvalConfig, Evaluator
     from qarl.training.loop import PROTAGONIST, LoopConfig
@@ -114,48 +136,43 @@ def bench_grid(
     out = {}
     for task in tasks:
         trainer = SACTrainer(task, SACMethodConfig(), LoopConfig(horizon=horizon), seed=0)  # 3x256, untrained
-        cfg = EvalConfig(grid_points=points, episodes_per_cell=1, policy_modes=("deterministic",), batch_size=64)
+        cfg = EvalConfig(grid_points=points, episodes_per_cell=1, policy_modes=("deterministic",))  # default batch
         ev = Evaluator(trainer, cfg)
         x, y = ev.param_names[:2]
         cells = [{**ev.nominal, x: float(vx), y: float(vy)} for vy in ev.axis(y) for vx in ev.axis(x)]
         ev.pool.take(min(len(cells), cfg.batch_size))  # games are built once and reused: keep that out of the timing
-        t0 = time.perf_counter()
-        rows = ev._episodes("grid", "deterministic", cells, 1, False)
-        batched = time.perf_counter() - t0
-        steps = sum(r["length"] for r in rows)
-
         model = trainer.players[PROTAGONIST].model
-        game = ev.pool.take(1)[0]
-        zero = np.zeros(game.adversary_action_space.shape)
-        t0 = time.perf_counter()
-        naive_steps = 0
-        for k, cell in enumerate(cells):
-            game.set_params(**cell)
-            obs, _ = game.reset(seed=k)
-            done = False
-            while not done:
-                action, _ = model.predict(obs, deterministic=True)
-                obs, _, terminated, truncated, _ = game.step(action, zero)
-                done = terminated or truncated
-                naive_steps += 1
-        naive = time.perf_counter() - t0
+        batched_times, naive_times = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            rows = ev._episodes("grid", "deterministic", cells, 1, False)
+            batched_times.append(time.perf_counter() - t0)
+            elapsed, naive_steps = _naive_grid(model, ev.pool.take(1)[0], cells)
+            naive_times.append(elapsed)
+        steps = sum(r["length"] for r in rows)
+        batched, naive = statistics.median(batched_times), statistics.median(naive_times)
         raw = _raw_control_steps_per_s(task)
         res = {
             "episodes": len(cells),
             "batched_episodes_per_s": len(cells) / batched,
             "naive_episodes_per_s": len(cells) / naive,
             "speedup": naive / batched * steps / max(naive_steps, 1),
+            "speedups_per_round": [
+                n / b * steps / max(naive_steps, 1) for b, n in zip(batched_times, naive_times, strict=True)
+            ],
             "batched_steps_per_s": steps / batched,
             "raw_mj_control_steps_per_s": raw,
         }
         res["fraction_of_raw"] = res["batched_steps_per_s"] / raw
         out[task] = res
+        per_round = ", ".join(f"{v:.2f}x" for v in res["speedups_per_round"])
         print(
-            f"{task}: {points}x{points}x1 grid, horizon {horizon}, 3x256 actor, 1 torch thread\n"
+            f"{task}: {points}x{points}x1 grid, horizon {horizon}, 3x256 actor, 1 torch thread, "
+            f"batches of {cfg.batch_size} games, median of {rounds} alternating rounds\n"
             f"  batched lock-step: {res['batched_episodes_per_s']:8.2f} episodes/s "
             f"({res['batched_steps_per_s']:.0f} control steps/s)\n"
             f"  naive predict loop: {res['naive_episodes_per_s']:7.2f} episodes/s\n"
-            f"  speedup batched / naive: {res['speedup']:.2f}x\n"
+            f"  speedup batched / naive: {res['speedup']:.2f}x (rounds: {per_round})\n"
             f"  raw mujoco.mj_step: {raw:.0f} control steps/s; "
             f"batched evaluation reaches {res['fraction_of_raw']:.1%} of it",
             flush=True,

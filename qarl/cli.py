@@ -261,7 +261,9 @@ def cmd_bench_grid(args: argparse.Namespace) -> int:
         envs.spec(task)
     if args.horizon < 1 or args.points < 2:
         raise UserError("--horizon must be >= 1 and --points >= 2")
-    bench_grid(args.tasks, args.horizon, args.points)
+    if args.rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    bench_grid(args.tasks, args.horizon, args.points, args.rounds)
     return 0
 
 
@@ -475,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tasks", nargs="+", default=["dmc/cheetah-run", "gym/HalfCheetah-v5"], help="task ids")
     b.add_argument("--horizon", type=int, default=200, help="episode length (default 200)")
     b.add_argument("--points", type=int, default=11, help="grid points per axis (default 11)")
+    b.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians compared (default 3)")
     b.set_defaults(func=cmd_bench_grid)
     b = bench.add_parser("update", help="SAC updates/s (SB3 vs the fast update) against the matmul limit, one core")
     b.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")

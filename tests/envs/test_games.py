@@ -158,6 +158,23 @@ def test_step_lean_follows_step_exactly(task_id):
         game.step_lean(acts[0][0], acts[0][1])
 
 
+def test_step_lean_applies_the_navigation_wind():
+    """quadruped-navigate's force is the corridor wind (not xfrc on a body): step_lean must apply it like step."""
+    runs = []
+    for lean in (False, True, None):  # None: step without wind, to see that the wind matters here
+        game = envs.make(NAVIGATE, horizon=10)
+        game.reset(seed=3)
+        game.data.qpos[0] = 6.0  # torso inside the wind band x in [4, 8]
+        mujoco.mj_forward(game.model, game.data)
+        wind = np.array([0.0 if lean is None else 600.0])
+        zero = np.zeros(game.protagonist_action_space.shape)
+        for _ in range(5):
+            obs = game.step_lean(zero, wind)[0] if lean else game.step(zero, wind)[0]
+        runs.append(obs)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
 @pytest.mark.parametrize("task_id", ALL_TASKS)
 def test_pickle_mid_episode_continues_exactly(task_id):
     game = envs.make(task_id, horizon=500)
