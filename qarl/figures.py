@@ -103,6 +103,17 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+def _band(ax: Any, table: pd.DataFrame, **plot_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Plot the mean over the columns (seeds) of each row of ``table`` with its 95% t-interval as a band; returns
+    (mean, half-width) per row (half-width 0 where it is undefined)."""
+    stats = [t_interval(table.loc[i].to_numpy()) for i in table.index]
+    mean = np.array([m for m, _ in stats])
+    half = np.nan_to_num(np.array([h for _, h in stats]))
+    ax.plot(table.index, mean, **plot_kwargs)
+    ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
+    return mean, half
+
+
 def _figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.4):
     from matplotlib.figure import Figure
 
@@ -261,11 +272,7 @@ def curves(runs: list[Run], out: Path) -> list[Path]:
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                 if table.isna().all().all():
                     continue  # e.g. no adversary: nothing to draw
-                stats = [t_interval(table.loc[it].to_numpy()) for it in table.index]
-                mean = np.array([s[0] for s in stats])
-                half = np.nan_to_num(np.array([s[1] for s in stats]))
-                ax.plot(table.index, mean, label=algo)
-                ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
+                mean, half = _band(ax, table, label=algo)
                 rows.append({"task": task, "metric": col, "method": algo, "seeds": table.shape[1],
                              "final_mean": mean[-1], "final_ci95": half[-1] if table.shape[1] > 1 else math.nan})
             ax.set_title(f"{task}: {label}", fontsize=9)
@@ -289,11 +296,7 @@ def temperature(runs: list[Run], out: Path) -> list[Path]:
             mine = [r for r in done if r.task == task and r.algorithm == algo]
             for ax, col in zip(axes[0], ("alpha_mean", "teacher_kappa"), strict=True):
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
-                stats = [t_interval(table.loc[it].to_numpy()) for it in table.index]
-                mean = np.array([s[0] for s in stats])
-                half = np.nan_to_num(np.array([s[1] for s in stats]))
-                ax.plot(table.index, mean, marker="o", ms=3, label=f"{algo} {task}")
-                ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
+                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
                 for it, m, h in zip(table.index, mean, half, strict=True):
                     rows.append({"task": task, "method": algo, "iteration": int(it), "column": col,
                                  "mean": m, "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)})
@@ -350,11 +353,7 @@ def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: st
             value = "value_x" if metric == "sweep_x" else "value_y"
             for algo, b in block.groupby("algorithm"):
                 per_seed = b.groupby([value, "seed"])["return"].mean().unstack("seed")
-                stats = [t_interval(per_seed.loc[v].to_numpy()) for v in per_seed.index]
-                mean = np.array([s[0] for s in stats])
-                half = np.nan_to_num(np.array([s[1] for s in stats]))
-                ax.plot(per_seed.index, mean, marker="o", ms=3, label=algo)
-                ax.fill_between(per_seed.index, mean - half, mean + half, alpha=0.2)
+                mean, half = _band(ax, per_seed, marker="o", ms=3, label=algo)
                 rows += [{"task": task, "parameter": param, "value": v, "method": algo, "mean_return": m,
                           "ci95": h if per_seed.shape[1] > 1 else math.nan, "seeds": per_seed.shape[1]}
                          for v, m, h in zip(per_seed.index, mean, half, strict=True)]  # fmt: skip
@@ -520,11 +519,7 @@ def critics(runs: list[Run], out: Path, player: str = "protagonist") -> list[Pat
                 if missing:
                     raise FigureError(f"critics: {missing[0]} has no column {col!r} (trained without diagnostics?)")
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1).dropna(how="all")
-                stats = [t_interval(table.loc[it].to_numpy()) for it in table.index]
-                mean = np.array([s[0] for s in stats])
-                half = np.nan_to_num(np.array([s[1] for s in stats]))
-                ax.plot(table.index, mean, marker="o", ms=3, label=f"{algo}")
-                ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
+                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo}")
                 rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
                           "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
                          for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
