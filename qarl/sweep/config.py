@@ -99,6 +99,9 @@ class SweepConfig:
     """Trials running at once (None: as many as the resources allow)."""
     max_failures: int = 2
     """Retries of a failed trial, each resuming from the trial's last checkpoint."""
+    seeds_per_trial: int = 1
+    """Seeds of one (task, method) trained together by one Ray trial (one process, their gradient steps batched:
+    :mod:`qarl.training.grouped`); each seed keeps its own run directory. ``resources`` are per Ray trial."""
     reproduce: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Per scale (``smoke``, ``small``): the ``tasks``, ``methods``, ``seeds`` and extra ``overrides`` that
     ``qarl reproduce --scale`` runs of this sweep instead of the file's own (see :mod:`qarl.reproduce`).
@@ -121,6 +124,8 @@ class SweepConfig:
             raise ValueError(f"checkpoint_every: must be at least 1, got {self.checkpoint_every}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ValueError(f"max_concurrent: must be at least 1, got {self.max_concurrent}")
+        if self.seeds_per_trial < 1:
+            raise ValueError(f"seeds_per_trial: must be at least 1, got {self.seeds_per_trial}")
         if self.max_failures < 0:
             raise ValueError(f"max_failures: must be >= 0, got {self.max_failures}")
 

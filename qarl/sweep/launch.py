@@ -122,19 +122,37 @@ def _metrics(row: dict[str, Any], target: int) -> dict[str, Any]:
     return out
 
 
-def sweep_trainable(config: dict[str, Any], specs: Sequence[dict[str, Any]]) -> None:
-    """Tune function trainable: one trial, run (or resumed) in its run directory.
+def group_trials(trials: Sequence[PlannedTrial], seeds_per_trial: int) -> list[list[int]]:
+    """Indices of the planned trials run by each Tune trial: consecutive seeds of one (task, method), at most
+    ``seeds_per_trial`` of them (1: one seed per Tune trial)."""
+    groups: list[list[int]] = []
+    for i, t in enumerate(trials):
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and len(last) < seeds_per_trial
+            and (trials[last[0]].task, trials[last[0]].method) == (t.task, t.method)
+        ):
+            last.append(i)
+        else:
+            groups.append([i])
+    return groups
 
-    ``config["index"]`` picks the trial in ``specs`` (dicts with ``run_dir`` and the resolved ``config``).
+
+def sweep_trainable(config: dict[str, Any], specs: Sequence[Sequence[dict[str, Any]]]) -> None:
+    """Tune function trainable: one trial, or a group of seeds of one (task, method), run (or resumed) in their
+    run directories.
+
+    ``config["index"]`` picks the group in ``specs`` (lists of dicts with ``run_dir`` and the resolved ``config``).
+    A group of several seeds runs in this process with its gradient steps batched (:func:`run_group`).
     """
     import ray
     from ray import tune
 
-    spec = specs[config["index"]]
-    run_dir = Path(spec["run_dir"])
-    trial_config = parse_trial_config(spec["config"])
-    meta = read_meta(run_dir)
-    if meta.get("status") == "completed":  # a resumed sweep: finished trials are not touched
+    group = specs[config["index"]]
+    todo = [s for s in group if read_meta(Path(s["run_dir"])).get("status") != "completed"]
+    if not todo:  # a resumed sweep: finished trials are not touched
+        meta = read_meta(Path(group[0]["run_dir"]))
         tune.report({"skipped": True, "iteration": meta.get("iterations_done", 0), "iterations": meta["iterations"]})
         return
     extra = {
@@ -144,26 +162,49 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[dict[str, Any]]) -> 
         "worker_pid": os.getpid(),
         "ray_trial_id": tune.get_context().get_trial_id(),
         # the command that launched the sweep (this process's own argv is Ray's worker)
-        "command": spec.get("command") or [],
-        "sweep": spec.get("sweep"),
+        "command": todo[0].get("command") or [],
+        "sweep": todo[0].get("sweep"),
     }
-    resume = (run_dir / "config.yaml").exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = trial_config.loop.iterations
-    with open(run_dir / "train.log", "a", encoding="utf-8") as fh:
+    run_dirs = [Path(s["run_dir"]) for s in todo]
+    configs = [parse_trial_config(s["config"]) for s in todo]
+    resume = [(d / "config.yaml").exists() for d in run_dirs]
+    for d in run_dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    logs = [open(d / "train.log", "a", encoding="utf-8") for d in run_dirs]  # closed below
+    try:
 
-        def log(msg: str) -> None:
-            fh.write(msg + "\n")
-            fh.flush()
+        def log(msg: str, files: Sequence[Any] = logs) -> None:
+            for fh in files:
+                fh.write(msg + "\n")
+                fh.flush()
 
-        run_trial(
-            trial_config,
-            run_dir=run_dir,
-            resume=resume,
-            log=log,
-            on_iteration=lambda row: tune.report(_metrics(row, target)),
-            meta_extra=extra,
-        )
+        def report(config: TrialConfig) -> Callable[[dict[str, Any]], None]:
+            extra_keys = {"seed": config.seed} if len(todo) > 1 else {}
+            return lambda row: tune.report({**_metrics(row, config.loop.iterations), **extra_keys})
+
+        if len(todo) == 1:
+            run_trial(
+                configs[0],
+                run_dir=run_dirs[0],
+                resume=resume[0],
+                log=log,
+                on_iteration=report(configs[0]),
+                meta_extra=extra,
+            )
+        else:
+            from qarl.training.grouped import run_group
+
+            run_group(
+                configs,
+                run_dirs,
+                resume=resume,
+                log=log,
+                per_seed=[{"on_iteration": report(c), "meta_extra": {**extra, "seeds_per_trial": len(todo)}}
+                          for c in configs],
+            )  # fmt: skip
+    finally:
+        for fh in logs:
+            fh.close()
 
 
 def _progress_callback(labels: dict[int, str], out: Callable[[str], None], events: dict[str, dict]) -> Any:
@@ -260,11 +301,20 @@ def run_sweep(
     address = address or os.environ.get("RAY_ADDRESS") or None
     if command is None:
         command = [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else []
+    groups = group_trials(trials, sweep.seeds_per_trial)
     specs = [
-        {"run_dir": str(t.run_dir), "config": t.config.to_dict(), "command": list(command), "sweep": sweep.name}
-        for t in trials
-    ]
-    labels = {i: t.label for i, t in enumerate(trials)}
+        [
+            {"run_dir": str(trials[i].run_dir), "config": trials[i].config.to_dict(), "command": list(command),
+             "sweep": sweep.name}
+            for i in g
+        ]
+        for g in groups
+    ]  # fmt: skip
+    labels = {
+        k: trials[g[0]].label if len(g) == 1 else f"{trials[g[0]].task} {trials[g[0]].method} seeds="
+        + ",".join(str(trials[i].seed) for i in g)
+        for k, g in enumerate(groups)
+    }
     storage = experiment_dir(sweep)
     events: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -275,7 +325,7 @@ def run_sweep(
         trainable = tune.with_resources(tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray())
         tuner = tune.Tuner(
             trainable,
-            param_space={"index": tune.grid_search(list(range(len(trials))))},
+            param_space={"index": tune.grid_search(list(range(len(groups))))},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
                 # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else
@@ -296,7 +346,7 @@ def run_sweep(
         )
         fit_started = time.time()
         grid = tuner.fit()
-        errors = {r.config["index"]: r.error for r in grid if r.error is not None and r.config}
+        errors = {i: r.error for r in grid if r.error is not None and r.config for i in groups[r.config["index"]]}
     finally:
         ray.shutdown()
     summary = summarize(trials, errors, states, time.perf_counter() - t0, out)

@@ -202,7 +202,7 @@ def run_group(
     configs: Sequence[TrialConfig | None],
     run_dirs: Sequence[str | os.PathLike],
     *,
-    resume: bool = False,
+    resume: bool | Sequence[bool] = False,
     iterations: int | None = None,
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
@@ -212,18 +212,22 @@ def run_group(
     """Run (or with ``resume=True`` continue) K trials of one (task, method) together; return their ``meta.json`` dicts.
 
     ``configs[k]`` and ``run_dirs[k]`` are what :func:`~qarl.training.run.run_trial` takes for one trial (a config
-    may be None on resume: the saved ``config.yaml`` is used); ``resume``, ``iterations``, ``log`` and ``stop_after``
-    apply to every seed. Further keyword arguments go to every seed's ``run_trial`` and ``per_seed[k]`` to seed k's
-    only (e.g. a Ray sweep's per-iteration callback): such callbacks run in that seed's thread, one at a time, with
-    that seed's random streams installed. The caller's global numpy/torch generator states are restored at the end.
+    may be None on resume: the saved ``config.yaml`` is used); ``resume`` (one flag, or one per seed), ``iterations``,
+    ``log`` and ``stop_after`` apply to every seed. Further keyword arguments go to every seed's ``run_trial`` and
+    ``per_seed[k]`` to seed k's only (e.g. a Ray sweep's per-iteration callback): such callbacks run in that seed's
+    thread, one at a time, with that seed's random streams installed. The caller's global numpy/torch generator
+    states are restored at the end.
     """
     if len(configs) != len(run_dirs) or not configs:
         raise TrialError(f"need one run directory per config, got {len(configs)} configs and {len(run_dirs)} dirs")
     dirs = [Path(d) for d in run_dirs]
     if len({d.resolve() for d in dirs}) != len(dirs):
         raise TrialError("the run directories of a group must differ")
+    resumes = [bool(resume)] * len(configs) if isinstance(resume, bool) else [bool(r) for r in resume]
+    if len(resumes) != len(configs):
+        raise TrialError(f"resume needs one entry per config, got {len(resumes)}")
     given = [c for c in configs if c is not None]
-    if not resume and len(given) != len(configs):
+    if any(c is None and not r for c, r in zip(configs, resumes, strict=True)):
         raise TrialError("a config is needed for every trial that is started (None only on resume)")
     if len({(c.task, c.algorithm) for c in given}) > 1:
         raise TrialError("a group trains one (task, method): " + ", ".join(f"{c.task} {c.algorithm}" for c in given))
@@ -231,10 +235,10 @@ def run_group(
         raise TrialError(f"the seeds of a group must differ, got {[c.seed for c in given]}")
     if per_seed is not None and len(per_seed) != len(configs):
         raise TrialError(f"per_seed needs one entry per config, got {len(per_seed)}")
-    for d in dirs:  # run_trial checks these too, but then the other seeds would already be running
-        if resume and not (d / "config.yaml").exists():
+    for d, resume_d in zip(dirs, resumes, strict=True):  # run_trial checks these too, but then the others would run
+        if resume_d and not (d / "config.yaml").exists():
             raise TrialError(f"nothing to resume: {d / 'config.yaml'} does not exist")
-        if not resume and ((d / "config.yaml").exists() or (d / "progress.parquet").exists()):
+        if not resume_d and ((d / "config.yaml").exists() or (d / "progress.parquet").exists()):
             raise TrialError(
                 f"{d} already holds a run; pass --resume to continue it, or choose another --out or --experiment"
             )
@@ -243,7 +247,8 @@ def run_group(
     def job(k: int) -> Callable[[], dict[str, Any]]:
         kwargs = {**trial_kwargs, **(per_seed[k] if per_seed is not None else {})}
         return lambda: run_trial(
-            configs[k], run_dir=dirs[k], resume=resume, iterations=iterations, log=log, stop_after=stop_after, **kwargs
+            configs[k], run_dir=dirs[k], resume=resumes[k], iterations=iterations, log=log, stop_after=stop_after,
+            **kwargs,
         )
 
     caller = SeedStream()

@@ -266,6 +266,29 @@ def test_smoke_sweep_end_to_end_on_embedded_ray(tmp_path, smoke_sweep):
     print(f"smoke sweep: {time.time() - t0:.1f}s")
 
 
+def test_seeds_per_trial_groups_seeds_in_one_process(tmp_path):
+    """seeds_per_trial: 2 -> one Ray trial trains both seeds (gradient steps batched), one run directory each, and
+    each seed's progress equals its single-seed run's up to float rounding of the batched step."""
+    path = _write_sweep(
+        tmp_path, name="grouped", tasks=["dmc/cartpole-balance"], methods=["sac"], seeds=[0, 1], seeds_per_trial=2,
+        overrides={"loop.iterations": 2}, eval={"enabled": False}, method_overrides=None,
+    )  # fmt: skip
+    proc = _run_sweep([str(path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2/2 trials completed" in proc.stdout and "seeds=0,1" in proc.stdout
+    trials = plan_trials(load_sweep(path), path)
+    metas = [read_meta(t.run_dir) for t in trials]
+    assert all(m["status"] == "completed" and m["seeds_per_trial"] == 2 for m in metas)
+    assert metas[0]["worker_pid"] == metas[1]["worker_pid"]  # one process
+    for t in trials:
+        direct = tmp_path / f"direct{t.seed}"
+        run_trial(t.config, run_dir=direct, log=lambda m: None)
+        a, b = _progress(direct), _progress(t.run_dir)
+        assert int(b["updates_protagonist"].iloc[-1]) > 0  # gradient steps were taken (and batched)
+        pd.testing.assert_frame_equal(a, b, rtol=1e-4)
+    assert proc.leftover == []
+
+
 def test_sigkill_of_a_trial_worker_resumes_from_its_checkpoint(tmp_path):
     """SIGKILL the Ray worker running a trial: Tune retries it, it resumes, and progress equals an undisturbed run."""
     path = _write_sweep(
