@@ -103,15 +103,19 @@ def format_plan(sweep: SweepConfig, trials: Sequence[PlannedTrial], states: dict
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     res = sweep.resources
     todo = sum(1 for s in states.values() if s != "completed")
+    groups = group_trials(trials, sweep.seeds_per_trial)
+    n_ray = sum(1 for g in groups if any(states[i] != "completed" for i in g))
     concurrency = f"at most {sweep.max_concurrent} at once" if sweep.max_concurrent else "as many at once as fit"
     first = trials[0].config
     lines += [
         "",
         f"{len(trials)} trials ({todo} to run), scale {sweep.scale}, checkpoint every {first.loop.checkpoint_every}"
         f" iterations, evaluation {'on' if first.eval.enabled else 'off'}, up to {sweep.max_failures} retries each",
-        f"resources per trial: {res.cpus:g} CPU, {res.gpus:g} GPU (torch threads {res.torch_threads}); "
-        f"all trials to run: {todo * res.cpus:g} CPU, {todo * res.gpus:g} GPU; {concurrency}",
+        f"resources per Ray trial: {res.cpus:g} CPU, {res.gpus:g} GPU (torch threads {res.torch_threads}); "
+        f"all Ray trials to run: {n_ray * res.cpus:g} CPU, {n_ray * res.gpus:g} GPU; {concurrency}",
     ]
+    if sweep.seeds_per_trial > 1:
+        lines.append(f"seeds_per_trial {sweep.seeds_per_trial}: {len(groups)} Ray trials, each training its seeds")
     return "\n".join(lines)
 
 
