@@ -210,8 +210,8 @@ def test_dry_run_prints_the_trials_and_writes_nothing(tmp_path, capsys):
     assert cli.main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count(" new ") == 8 and "dmc/cartpole-balance" in out and "gym/InvertedPendulum-v5" in out
-    assert "resources per trial: 1.5 CPU, 0.5 GPU (torch threads 1)" in out
-    assert "all trials to run: 12 CPU, 4 GPU; at most 3 at once" in out
+    assert "resources per Ray trial: 1.5 CPU, 0.5 GPU (torch threads 1)" in out
+    assert "all Ray trials to run: 12 CPU, 4 GPU; at most 3 at once" in out
     assert not (tmp_path / "store").exists()
 
 
