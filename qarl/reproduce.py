@@ -127,13 +127,14 @@ def trial_cpu_seconds(config: Any) -> float:
 # Sweeps of the figures
 
 SCALES = ("smoke", "small", "paper")
-_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides")
+_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides", "method_overrides")
 
 
 def figure_sweep_data(figure: Figure, scale: str) -> dict[str, Any]:
     """The figure's sweep file as a mapping, with the ``reproduce`` selection of ``scale`` applied (paper: as written).
 
-    A selection may replace ``tasks``, ``methods`` and ``seeds`` and add ``overrides`` (merged over the file's).
+    A selection may replace ``tasks``, ``methods`` and ``seeds`` and add ``overrides`` and ``method_overrides``
+    (merged over the file's; e.g. a task-specific budget at small scale).
     """
     from qarl.config import ConfigError, load_yaml, merge
 
@@ -154,8 +155,9 @@ def figure_sweep_data(figure: Figure, scale: str) -> dict[str, Any]:
         for key in ("tasks", "methods", "seeds"):
             if key in chosen:
                 data[key] = chosen[key]
-        if chosen.get("overrides"):
-            data["overrides"] = merge(data.get("overrides") or {}, chosen["overrides"])
+        for key in ("overrides", "method_overrides"):
+            if chosen.get(key):
+                data[key] = merge(data.get(key) or {}, chosen[key])
     data["scale"] = scale
     return data
 

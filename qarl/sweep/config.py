@@ -103,8 +103,9 @@ class SweepConfig:
     """Seeds of one (task, method) trained together by one Ray trial (one process, their gradient steps batched:
     :mod:`qarl.training.grouped`); each seed keeps its own run directory. ``resources`` are per Ray trial."""
     reproduce: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    """Per scale (``smoke``, ``small``): the ``tasks``, ``methods``, ``seeds`` and extra ``overrides`` that
-    ``qarl reproduce --scale`` runs of this sweep instead of the file's own (see :mod:`qarl.reproduce`).
+    """Per scale (``smoke``, ``small``): the ``tasks``, ``methods``, ``seeds`` and extra ``overrides`` and
+    ``method_overrides`` that ``qarl reproduce --scale`` runs of this sweep instead of the file's own (see
+    :mod:`qarl.reproduce`).
     ``qarl sweep`` runs the file as written and ignores it."""
 
     def validate(self) -> None:
@@ -177,7 +178,7 @@ def parse_sweep(data: Mapping[str, Any]) -> SweepConfig:
     return _parse(data)
 
 
-_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides")
+_SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides", "method_overrides")
 
 
 def _check_reproduce(block: Mapping[str, Any]) -> None:
