@@ -364,17 +364,17 @@ class ZeroSumGame:
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def step_lean(
-        self, protagonist_action: np.ndarray, adversary_action: np.ndarray
+        self, protagonist_action: np.ndarray, adversary_action: np.ndarray | None
     ) -> tuple[np.ndarray, float, bool, bool]:
         """:meth:`step` without the info dict, for batched evaluation: (obs, reward, terminated, truncated).
 
         The caller guarantees float arrays of the spaces' shapes with finite entries (the batched evaluator checks
-        a whole batch at once); the force is clipped to the bound as in :meth:`step`, and the trajectory is
-        identical to the one :meth:`step` produces.
+        a whole batch at once); ``adversary_action`` None means no force (a zero force). The force is clipped to the
+        bound as in :meth:`step`, and the trajectory is identical to the one :meth:`step` produces.
         """
         if self._needs_reset:
             raise RuntimeError(f"{self.task_id}: call reset() before step() (and after an episode ends)")
-        if adversary_action.any():
+        if adversary_action is not None and adversary_action.any():
             self._write_force(np.minimum(np.maximum(adversary_action, self._adv_low), self._adv_high))
             try:
                 obs, reward, terminated = self._task_step_lean(protagonist_action)

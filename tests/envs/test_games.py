@@ -156,6 +156,14 @@ def test_step_lean_follows_step_exactly(task_id):
     assert ends[-1][0] or ends[-1][1]
     with pytest.raises(RuntimeError, match="reset"):
         game.step_lean(acts[0][0], acts[0][1])
+    # no force (None, as the batched evaluator passes for an all-zero batch) follows step with a zero force
+    zero = np.zeros(game.adversary_action_space.shape)
+    o1, r1 = _rollout(game, 12, [(a, zero) for a, _ in acts])
+    game.reset(seed=12)
+    for k, (a, _) in enumerate(acts[: len(r1)]):
+        o, r, _, _ = game.step_lean(a, None)
+        np.testing.assert_array_equal(o, o1[k + 1])
+        assert r == r1[k]
 
 
 def test_step_lean_applies_the_navigation_wind():
