@@ -118,3 +118,21 @@ def test_reproduce_block_is_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"reproduce.huge: unknown scale"):
         parse_sweep({**base, "reproduce": {"huge": {}}})
     assert parse_sweep({**base, "reproduce": {"small": {"seeds": [1]}}}).reproduce == {"small": {"seeds": [1]}}
+
+
+def test_small_scale_selection_adds_method_overrides(tmp_path):
+    """rarl-gym's small scale gives the pendulum a budget of its own, per player of each method."""
+    _, trials = plan_figure(get_figure("rarl-percentile"), "small", tmp_path)
+    by_method = {t.method: t.config.algo for t in trials if t.seed == 0}
+    assert set(by_method) == {"sac", "rarl", "qarl"} and len(trials) == 15
+    assert all(t.config.loop.iterations == 40 for t in trials)
+    for method, algo in by_method.items():
+        players = [algo.protagonist] + ([algo.adversary] if method != "sac" else [])
+        for player in players:
+            assert (player.net_arch, player.learning_starts, player.train_every) == ((64, 64), 100, 1)
+    assert by_method["rarl"].adversary.initial_temperature == 0.2
+    assert by_method["qarl"].protagonist.initial_temperature == 0.2
+    # paper scale: the file as written (the QARL settings)
+    _, paper = plan_figure(get_figure("rarl-percentile"), "paper", tmp_path)
+    assert all(t.config.algo.protagonist.net_arch == (256, 256, 256) for t in paper)
+    assert not any(tmp_path.iterdir())
