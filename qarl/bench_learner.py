@@ -2,7 +2,9 @@
 
 ``qarl bench update``: on one core (``torch.set_num_threads(1)``) and in one process, alternating rounds of
 
-- the machine's fp32 matmul throughput on 256 x 256 x 256 products (GFLOP/s): the limit;
+- the machine's fp32 matmul throughput on 256 x 256 x 256 products (GFLOP/s) with torch's own matmul (``torch.mm``,
+  MKL's sgemm on x86) and with oneDNN's linear op (which the fast update uses where available): the faster of the
+  two is the limit (on this project's AMD machine MKL reaches about 112 GFLOP/s, oneDNN about 235);
 - updates/s of stable-baselines3's ``SAC.train`` at the QARL settings (``QSAC`` with ``fast_update=False``, whose
   ``train`` is ``SAC.train``; the subclass only keeps the actor at lr 1e-4 and critic/temperature at 3e-4);
 - updates/s of the suite's learner (``QSAC`` with the default ``fast_update=True``, :mod:`qarl.training.fast_sac`);
@@ -84,15 +86,38 @@ def sac_update_flops(
     return {"required": required, "executed by SB3": required + sb3_extra}
 
 
-def matmul_gflops(seconds: float = 0.5, size: int = 256) -> float:
-    """fp32 GFLOP/s of ``size``^3 matmuls (into a preallocated output) on the current torch threads."""
+MATMUL_KERNELS = ("torch.mm", "oneDNN")
+
+
+def matmul_gflops(seconds: float = 0.5, size: int = 256, kernel: str = "torch.mm") -> float:
+    """fp32 GFLOP/s of ``size``^3 matmuls on the current torch threads.
+
+    ``kernel``: "torch.mm" (torch's own fp32 matmul, MKL's sgemm in the x86 builds; into a preallocated output) or
+    "oneDNN" (the fp32 linear op the fast update uses, :func:`qarl.training.fast_sac.onednn_linear`; NaN where this
+    torch build has none).
+    """
+    from qarl.training.fast_sac import onednn_linear
+
     a, b, c = th.randn(size, size), th.randn(size, size), th.empty(size, size)
+    if kernel == "torch.mm":
+
+        def product() -> None:
+            th.mm(a, b, out=c)
+    elif kernel == "oneDNN":
+        linear = onednn_linear()
+        if linear is None:
+            return math.nan
+
+        def product() -> None:
+            linear(a, b, None, "none", [], "")
+    else:
+        raise ValueError(f"kernel must be one of {list(MATMUL_KERNELS)}, got {kernel!r}")
     for _ in range(10):
-        th.mm(a, b, out=c)
+        product()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(20):
-            th.mm(a, b, out=c)
+            product()
         n += 20
     return 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
 
@@ -163,19 +188,24 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         _updates_per_s(model, 5, batch)
     print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
     print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
-    runs: dict[str, list[float]] = {"matmul limit": [], **{k: [] for k in learners}}
+    kernels = [f"matmul {k}" for k in MATMUL_KERNELS]
+    runs: dict[str, list[float]] = {**{k: [] for k in kernels}, **{k: [] for k in learners}}
     names = list(learners)
     for r in range(rounds):
-        runs["matmul limit"].append(matmul_gflops())
+        for kernel in MATMUL_KERNELS:
+            runs[f"matmul {kernel}"].append(matmul_gflops(kernel=kernel))
         for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
             runs[name].append(_updates_per_s(learners[name], updates, batch))
         print(
-            f"  round {r + 1}/{rounds}: matmul {runs['matmul limit'][-1]:6.1f} GFLOP/s, "
+            f"  round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {runs[k][-1]:6.1f} GFLOP/s" for k in kernels)
+            + ", "
             + ", ".join(f"{k} {runs[k][-1]:6.1f} updates/s" for k in names),
             file=sys.stderr,
             flush=True,
         )
-    limit = statistics.median(runs["matmul limit"])
+    rates = {k: statistics.median(runs[f"matmul {k}"]) for k in MATMUL_KERNELS}
+    limit = max(v for v in rates.values() if not math.isnan(v))  # the fastest fp32 matmul this torch offers
     per_update = flops["required"]
     print(
         f"\nSAC update at the QARL settings: 3x256 ReLU actor and twin critics, batch {batch}, obs {obs_dim}, "
@@ -186,13 +216,15 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         f"({flops['executed by SB3'] / 1e9:.3f} GFLOP executed by stable-baselines3's autograd)"
     )
     print(
-        f"matmul limit (256x256x256 fp32): {limit:.1f} GFLOP/s "
-        f"= {limit * 1e9 / per_update:.1f} updates/s at the required FLOP"
+        f"matmul limit (256x256x256 fp32, the faster of "
+        + " and ".join(f"{k} {v:.1f}" for k, v in rates.items())
+        + f" GFLOP/s): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s at the required FLOP"
     )
     header = f"{'updates/s':>10s} {'ms/update':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs SB3':>7s}"
     print(f"{'learner':30s} {header}  runs")
     base = statistics.median(runs[names[0]])
-    summary: dict[str, Any] = {"matmul_gflops": limit, "flops": flops, "runs": runs, "learners": {}}
+    summary: dict[str, Any] = {"matmul_gflops": limit, "matmul_kernels": rates, "flops": flops, "runs": runs,
+                               "learners": {}}
     for name in names:
         ups = statistics.median(runs[name])
         gflops = ups * per_update / 1e9
@@ -364,10 +396,11 @@ def bench_group(
     print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
     print(f"versions: {_versions()}; device {device}; torch threads: {th.get_num_threads()}", flush=True)
     names = list(learners)
-    runs: dict[str, list[float]] = {"matmul limit": [], **{n: [] for n in names}}
+    kernels = [f"matmul {k}" for k in MATMUL_KERNELS] if device == "cpu" else []
+    runs: dict[str, list[float]] = {**{k: [] for k in kernels}, **{n: [] for n in names}}
     for r in range(rounds):
-        if device == "cpu":
-            runs["matmul limit"].append(matmul_gflops())
+        for kernel in MATMUL_KERNELS if device == "cpu" else ():
+            runs[f"matmul {kernel}"].append(matmul_gflops(kernel=kernel))
         for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
             k, run = learners[name]
             _sync(device)
@@ -384,9 +417,14 @@ def bench_group(
         f"\nSAC updates at the QARL settings: 3x256 ReLU actor and twin critics, batch {batch}, obs {obs_dim}, action "
         f"{act_dim}, learned temperature; {rounds} rounds x {updates} steps per learner, medians"
     )
-    limit = statistics.median(runs["matmul limit"]) if runs["matmul limit"] else math.nan
-    if runs["matmul limit"]:
-        print(f"matmul limit (256x256x256 fp32): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s")
+    rates = {k: statistics.median(runs[f"matmul {k}"]) for k in MATMUL_KERNELS} if kernels else {}
+    limit = max((v for v in rates.values() if not math.isnan(v)), default=math.nan)
+    if kernels:
+        print(
+            "matmul limit (256x256x256 fp32, the faster of "
+            + " and ".join(f"{k} {v:.1f}" for k, v in rates.items())
+            + f" GFLOP/s): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s"
+        )
     base = statistics.median(runs[names[0]])
     header = f"{'total updates/s':>16s} {'per model':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs one':>7s}"
     print(f"{'learner':38s} {header}  runs")

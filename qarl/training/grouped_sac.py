@@ -35,7 +35,15 @@ import torch as th
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
 from torch import nn
 
-from qarl.training.fast_sac import _HALF_LOG_2PI, _SQUASH_EPS, _AdamStep, _relu_mlp, _StackedMLP, unsupported_reason
+from qarl.training.fast_sac import (
+    _HALF_LOG_2PI,
+    _SQUASH_EPS,
+    _AdamStep,
+    _relu_mlp,
+    _StackedMLP,
+    onednn_linear,
+    unsupported_reason,
+)
 from qarl.training.sac import QSAC
 
 
@@ -64,6 +72,8 @@ class _GroupedStackedMLP(_StackedMLP):
 
     def forward(self, z: th.Tensor, slot: int = 0) -> list[th.Tensor]:  # type: ignore[override]
         """Activations of all networks on input z (K, B, in): each model's critics see that model's rows."""
+        if self.linear is not None:  # oneDNN, network by network (see fast_sac._StackedMLP)
+            return self._forward_each([z[j // self.per_group] for j in range(self.n)])
         k, b, d = z.shape
         h = z.unsqueeze(1).expand(k, self.per_group, b, d).reshape(self.n, b, d)
         acts = [h]
@@ -79,6 +89,9 @@ class _GroupedStackedMLP(_StackedMLP):
         """As :meth:`_StackedMLP.backward`; the input gradient (K, B, cols) is summed over each model's critics."""
         if input_cols is None:
             return super().backward(acts, dq, param_grads, None)
+        if self.linear is not None:
+            grads = th.stack(self._backward_each(acts, dq, param_grads, input_cols) or [])
+            return grads.view(self.groups, self.per_group, *grads.shape[1:]).sum(1)
         dh = dq
         for i in range(len(self.weights) - 1, -1, -1):
             if param_grads:
@@ -134,6 +147,7 @@ class _StackedActors:
             w.view(k, 2 * a_dim, h_dim), b.view(k, 2 * a_dim), gw.view(k, 2 * a_dim, h_dim), gb.view(k, 2 * a_dim)
         )
         self._ptrs = [p.data_ptr() for p in self.params]
+        self.linear = onednn_linear() if self.flat.device.type == "cpu" else None  # as in fast_sac._StackedMLP
         widths = [o for o, _ in self.shapes]
         self.acts = [th.empty(k, 2 * batch_size, w, device=device) for w in widths]
         self.input_grads = [th.empty(k, batch_size, w, device=device) for w in widths]
@@ -158,8 +172,18 @@ class _StackedActors:
         for p, g in zip(self.params, self.grads, strict=True):
             p.grad = g
 
-    def forward(self, x: th.Tensor) -> tuple[list[th.Tensor], th.Tensor]:
-        """Hidden activations [x, h_1, ...] and the heads' output (K, 2B, 2|A|) = [mu, log_std before clamping]."""
+    def forward(self, x: th.Tensor) -> tuple[list[Any], th.Tensor]:
+        """Hidden activations [x, h_1, ...] and the heads' output (K, 2B, 2|A|) = [mu, log_std before clamping].
+
+        With oneDNN each activation is a list of the K actors' (2B, width) tensors, else a (K, 2B, width) tensor.
+        """
+        if self.linear is not None:
+            linear = self.linear
+            acts: list[Any] = [list(x)]
+            for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+                acts.append([linear(h, w[j], b[j, 0], "relu", [], "") for j, h in enumerate(acts[-1])])
+            w, b = self.weights[-1], self.biases[-1]
+            return acts, th.stack([th.addmm(b[j, 0], h, w[j].t()) for j, h in enumerate(acts[-1])])
         h, acts = x, [x]
         for w, b, out in zip(self.weights[:-1], self.biases[:-1], self.acts, strict=True):
             h = th.baddbmm(b, h, w.transpose(1, 2), out=out).relu_()
@@ -169,6 +193,10 @@ class _StackedActors:
     def backward(self, acts: list[th.Tensor], dhead: th.Tensor, batch_size: int) -> None:
         """Parameter gradients of the first ``batch_size`` rows of each actor from dL/d[mu, log_std] (K, B, 2|A|)."""
         b, last = batch_size, len(self.weights) - 1
+        if self.linear is not None:
+            self._backward_each(acts, dhead, b)
+            self.attach_grads()
+            return
         dh = dhead
         for i in range(last, -1, -1):
             inp = acts[i][:, :b]
@@ -178,6 +206,24 @@ class _StackedActors:
                 dh = th.bmm(dh, self.weights[i], out=self.input_grads[i - 1])
                 th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
         self.attach_grads()
+
+
+    def _backward_each(self, acts: list[Any], dhead: th.Tensor, b: int) -> None:
+        """:meth:`backward` one actor at a time through oneDNN (activations of the oneDNN :meth:`forward`)."""
+        linear, last = self.linear, len(self.weights) - 1
+        for j in range(self.k):
+            dh = dhead[j]
+            for i in range(last, -1, -1):
+                inp = acts[i][j][:b]
+                if i < last:  # hidden layer: the new tensor becomes the weight's gradient
+                    self.grads[2 * (i * self.k + j)] = linear(dh.t(), inp.t(), None, "none", [], "")
+                else:  # the (2|A|, width) heads
+                    th.mm(dh.t(), inp, out=self.grad_weights[i][j])
+                th.sum(dh, dim=0, out=self.grad_biases[i][j])
+                if i > 0:
+                    w = self.weights[i][j]
+                    dh = th.mm(dh, w) if i == last else linear(dh, w.t(), None, "none", [], "")
+                    th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
 
 
 class _GroupedAdam:

@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch as th
 from test_fast_sac import _pair  # the equivalence test's pair of models (pytest puts this folder on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
 from qarl.bench_learner import paper_scale_counts, sac_update_flops
 from qarl.cli import main
+from qarl.training import fast_sac
 from qarl.training.sac import QSAC, SACConfig
 
 
+def _linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOP of oneDNN's linear x @ w.T (+ bias, ReLU): 2 per multiply-add, as FlopCounterMode counts mm."""
+    return 2 * x_shape[0] * x_shape[1] * w_shape[0]
+
+
+@pytest.mark.parametrize("onednn", [True, False])
 @pytest.mark.parametrize("net_arch", [(32, 24, 16), (256, 256, 256)])
-def test_flop_count_is_what_each_path_executes(net_arch):
-    """torch's FlopCounterMode (2 FLOP per multiply-add of mm/addmm/bmm/baddbmm, autograd's included)."""
+def test_flop_count_is_what_each_path_executes(net_arch, onednn, monkeypatch):
+    """torch's FlopCounterMode (2 FLOP per multiply-add of mm/addmm/bmm/baddbmm and of the fast update's oneDNN
+    linear op, autograd's included), with the fast update's matmuls through oneDNN and through torch.mm."""
+    if not onednn:
+        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+    elif fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
     batch = 16
     fast, ref = _pair(QSAC, SACConfig(net_arch=net_arch, batch_size=batch), 17)
     counts = {}
+    mapping = {th.ops.mkldnn._linear_pointwise: _linear_flop} if onednn else {}
     for name, model in (("fast", fast), ("sb3", ref)):
         model.train(1, batch)  # the first fast step builds its layout; count a later one
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
             model.train(1, batch)
         counts[name] = counter.get_total_flops()
     expected = sac_update_flops(17, 6, net_arch, batch)

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from qarl.cli import main
 from qarl.config import parse_overrides
 from qarl.temperature_sac import AlphaConditionedSAC
+from qarl.training import fast_sac
 from qarl.training.checkpoint import list_checkpoints, load_checkpoint
 from qarl.training.grouped import SeedStream, run_group
 from qarl.training.grouped_sac import GroupedSACUpdate, group_key
@@ -76,8 +77,19 @@ def _streams(k: int) -> list[SeedStream]:
     return out
 
 
+@pytest.fixture(params=["onednn", "torch-mm"])
+def matmul_backend(request, monkeypatch):
+    """The fast and grouped updates with oneDNN's matmuls and with torch's own (their fallback)."""
+    if request.param == "onednn":
+        if fast_sac.onednn_linear() is None:
+            pytest.skip("this torch build has no usable oneDNN linear op")
+    else:
+        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+    return request.param
+
+
 @pytest.mark.parametrize("model_cls", [QSAC, AlphaConditionedSAC], ids=["QSAC", "qarl-adversary"])
-def test_grouped_step_is_each_models_own_fast_step(model_cls: type[QSAC]) -> None:
+def test_grouped_step_is_each_models_own_fast_step(model_cls: type[QSAC], matmul_backend: str) -> None:
     config, k, steps = SACConfig(net_arch=(64, 64), batch_size=32, buffer_size=1000), 3, 6
     grouped, refs = _models(model_cls, config, k)
     before = [{n: v.clone() for n, v in m.policy.state_dict().items()} for m in grouped]
@@ -115,7 +127,7 @@ def test_grouped_step_is_each_models_own_fast_step(model_cls: type[QSAC]) -> Non
                 th.testing.assert_close(opt.state[p]["exp_avg"], opt_ref.state[q]["exp_avg"], atol=1e-6, rtol=1e-4)
 
 
-def test_grouped_layout_keeps_sb3_parameters_and_rebinds() -> None:
+def test_grouped_layout_keeps_sb3_parameters_and_rebinds(matmul_backend: str) -> None:
     config = SACConfig(net_arch=(16,), batch_size=8, buffer_size=1000)
     grouped, _ = _models(QSAC, config, 2)
     params = [list(m.policy.parameters()) for m in grouped]
