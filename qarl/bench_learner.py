@@ -216,7 +216,7 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         f"({flops['executed by SB3'] / 1e9:.3f} GFLOP executed by stable-baselines3's autograd)"
     )
     print(
-        f"matmul limit (256x256x256 fp32, the faster of "
+        "matmul limit (256x256x256 fp32, the faster of "
         + " and ".join(f"{k} {v:.1f}" for k, v in rates.items())
         + f" GFLOP/s): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s at the required FLOP"
     )
