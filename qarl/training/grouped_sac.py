@@ -41,7 +41,7 @@ from qarl.training.fast_sac import (
     _AdamStep,
     _relu_mlp,
     _StackedMLP,
-    onednn_linear,
+    onednn_for,
     unsupported_reason,
 )
 from qarl.training.sac import QSAC
@@ -147,7 +147,7 @@ class _StackedActors:
             w.view(k, 2 * a_dim, h_dim), b.view(k, 2 * a_dim), gw.view(k, 2 * a_dim, h_dim), gb.view(k, 2 * a_dim)
         )
         self._ptrs = [p.data_ptr() for p in self.params]
-        self.linear = onednn_linear() if self.flat.device.type == "cpu" else None  # as in fast_sac._StackedMLP
+        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)  # as in fast_sac._StackedMLP
         widths = [o for o, _ in self.shapes]
         self.acts = [th.empty(k, 2 * batch_size, w, device=device) for w in widths]
         self.input_grads = [th.empty(k, batch_size, w, device=device) for w in widths]

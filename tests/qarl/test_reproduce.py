@@ -125,7 +125,7 @@ def test_small_scale_selection_adds_method_overrides(tmp_path):
     _, trials = plan_figure(get_figure("rarl-percentile"), "small", tmp_path)
     by_method = {t.method: t.config.algo for t in trials if t.seed == 0}
     assert set(by_method) == {"sac", "rarl", "qarl"} and len(trials) == 15
-    assert all(t.config.loop.iterations == 40 for t in trials)
+    assert all((t.config.loop.iterations, t.config.loop.horizon) == (80, 300) for t in trials)
     for method, algo in by_method.items():
         players = [algo.protagonist] + ([algo.adversary] if method != "sac" else [])
         for player in players:
