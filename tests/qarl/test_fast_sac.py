@@ -16,19 +16,8 @@ from qarl.training.fast_sac import unsupported_reason
 from qarl.training.sac import QSAC, SACConfig, make_sac
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-sized, the QARL settings of issue 10
-
-
-@pytest.fixture(autouse=True, params=["onednn", "torch-mm"])
-def matmul_backend(request, monkeypatch):
-    """Every test runs with the fast update's oneDNN matmuls and with torch's own (its fallback)."""
-    if request.param == "onednn":
-        if fast_sac.onednn_linear() is None:
-            pytest.skip("this torch build has no usable oneDNN linear op")
-        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the tests' small networks
-    else:
-        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
-    return request.param
 ACT = spaces.Box(-2.0, 2.0, (ACT_DIM,), np.float32)
+pytestmark = pytest.mark.usefixtures("matmul_backend")  # every test: oneDNN and torch.mm (tests/qarl/conftest.py)
 
 
 def _space(dim: int) -> spaces.Box:

@@ -13,7 +13,6 @@ from gymnasium import spaces
 from qarl.cli import main
 from qarl.config import parse_overrides
 from qarl.temperature_sac import AlphaConditionedSAC
-from qarl.training import fast_sac
 from qarl.training.checkpoint import list_checkpoints, load_checkpoint
 from qarl.training.grouped import SeedStream, run_group
 from qarl.training.grouped_sac import GroupedSACUpdate, group_key
@@ -75,18 +74,6 @@ def _streams(k: int) -> list[SeedStream]:
         th.manual_seed(200 + i)
         out.append(SeedStream())
     return out
-
-
-@pytest.fixture(params=["onednn", "torch-mm"])
-def matmul_backend(request, monkeypatch):
-    """The fast and grouped updates with oneDNN's matmuls and with torch's own (their fallback)."""
-    if request.param == "onednn":
-        if fast_sac.onednn_linear() is None:
-            pytest.skip("this torch build has no usable oneDNN linear op")
-        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the tests' small networks
-    else:
-        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
-    return request.param
 
 
 @pytest.mark.parametrize("model_cls", [QSAC, AlphaConditionedSAC], ids=["QSAC", "qarl-adversary"])

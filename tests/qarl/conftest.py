@@ -1,0 +1,19 @@
+"""Fixtures shared by the learner tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from qarl.training import fast_sac
+
+
+@pytest.fixture(params=["onednn", "torch-mm"])
+def matmul_backend(request, monkeypatch):
+    """The fast (and grouped) SAC update with oneDNN's matmuls and with torch's own (their fallback)."""
+    if request.param == "onednn":
+        if fast_sac.onednn_linear() is None:
+            pytest.skip("this torch build has no usable oneDNN linear op")
+        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the tests' small networks
+    else:
+        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+    return request.param
