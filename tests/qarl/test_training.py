@@ -120,7 +120,7 @@ def test_frozen_player_stores_nothing_during_the_other_phase(monkeypatch):
 
 
 @pytest.mark.parametrize("algo", ["sac", "rarl"])
-def test_same_seed_same_progress(tmp_path, algo):
+def test_same_seed_same_progress(tmp_path, algo, matmul_backend):
     a, meta = _run(tmp_path, algo, seed=5, name="a")
     b, _ = _run(tmp_path, algo, seed=5, name="b")
     assert meta["status"] == "completed"
@@ -147,7 +147,7 @@ def test_progress_columns_and_run_directory(tmp_path):
     assert [it for it, _ in list_checkpoints(run_dir / "checkpoints")] == [2, 3]  # keep_checkpoints = 2
 
 
-def test_resume_in_process_equals_uninterrupted(tmp_path):
+def test_resume_in_process_equals_uninterrupted(tmp_path, matmul_backend):
     config = resolve_config("gym/Hopper-v5", "rarl", 1, "smoke", {"loop": {"iterations": 4, "checkpoint_every": 2}})
     full = run_dir_for(tmp_path / "full", "e", config.task, "rarl", 1)
     run_trial(config, run_dir=full, log=_quiet)
@@ -159,8 +159,13 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
 
 
+# the smoke learners' matmuls are too small for oneDNN (fast_sac.ONEDNN_MIN_WORK): "rarl-onednn" gives both players
+# 256-wide networks at batch 64, the smallest size that takes the fast update's oneDNN path
+_ONEDNN_SIZE = [f"--set={p}.{k}={v}" for p in ("protagonist", "adversary") for k, v in
+                (("net_arch", "[256,256]"), ("batch_size", 64))]  # fmt: skip
 KILL_METHODS = {
     "rarl": [],
+    "rarl-onednn": _ONEDNN_SIZE,
     "qarl": ["--set", "teacher.update_every=4"],  # the teacher updates (and is checkpointed) within the run
     "force_curriculum": ["--set", "teacher.update_every=4"],
     "cat": [],
@@ -171,7 +176,7 @@ KILL_METHODS = {
 
 # rarl and qarl in the default run; the other methods' in-process resume is checked by their own tests, and
 # their SIGKILL variants (15-20 s each) run with -m slow.
-_KILL_DEFAULT = ("rarl", "qarl")
+_KILL_DEFAULT = ("rarl", "rarl-onednn", "qarl")
 
 
 @pytest.mark.parametrize(
@@ -179,9 +184,11 @@ _KILL_DEFAULT = ("rarl", "qarl")
 )
 def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     """SIGKILL a `qarl train` process mid-run, resume it: the progress equals an uninterrupted run's."""
+    extra = KILL_METHODS[algo]
+    algo = algo.removesuffix("-onednn")
     args = ["--task", "dmc/cartpole-balance", "--algo", algo, "--seed", "2", "--iterations", "6"]
     args += ["--set", "loop.checkpoint_every=2", "--set", "loop.horizon=120", "--set", "eval.enabled=false"]
-    args += [*KILL_METHODS[algo], "--experiment", "k"]
+    args += [*extra, "--experiment", "k"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(
         [sys.executable, "-m", "qarl", "train", *args, "--out", str(tmp_path / "full")],
