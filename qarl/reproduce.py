@@ -25,9 +25,16 @@ from typing import Any
 
 from qarl import figures as F
 
-LOOP_STEPS_PER_S = {"smoke": 2000.0, "small": 120.0, "paper": 120.0}
-SAC_LEARN_STEPS_PER_S = 80.0
+# Cost model of the estimates (one CPU core; measured on this project's 2-core machine, results/benchmarks/):
+LOOP_STEP_S = 0.55e-3
+"""Seconds per env step of the two-player loop without gradient steps (dm_control's cheetah: 0.54 ms)."""
+UPDATE_GFLOPS = 150.0
+"""Matmul rate of the fast SAC update (GFLOP/s), and ..."""
+UPDATE_OVERHEAD_S = 0.6e-3
+"""... its fixed cost per update: 3x256 at batch 256 takes 8.0 ms, 64x64 at batch 128 0.76 ms."""
 GRID_STEPS_PER_S = 20_000.0
+"""Env steps/s of the batched evaluation (grid, sweeps, disturbances)."""
+ONE_PLAYER_METHODS = ("sac", "domain_randomization")
 ONE_PLAYER_METHODS = ("sac", "domain_randomization")
 
 
@@ -106,20 +113,41 @@ def figure_dirs(out: str | os.PathLike, figure: Figure) -> tuple[Path, Path]:
 # Estimates
 
 
+def _update_seconds(player: Any) -> float:
+    """Estimated seconds of one gradient step of a SAC learner (HalfCheetah-sized observation and action)."""
+    from qarl.bench_learner import sac_update_flops
+
+    flops = sac_update_flops(17, 6, tuple(player.net_arch), player.batch_size)["required"]
+    return flops / (UPDATE_GFLOPS * 1e9) + UPDATE_OVERHEAD_S
+
+
 def trial_cpu_seconds(config: Any) -> float:
-    """Estimated CPU-seconds of one trial (training, per-iteration evaluation and end-of-trial evaluation)."""
+    """Estimated CPU-seconds of one trial: training, per-iteration evaluation, end-of-trial evaluation.
+
+    An upper bound in one respect: every episode is taken to run its full horizon (early terminations, e.g. a
+    falling pendulum, make real trials shorter). Training steps cost ``LOOP_STEP_S`` plus, every ``train_every``
+    steps, one gradient step of the learning player's size (``_update_seconds``).
+    """
     from qarl.algorithms import get_algorithm
+    from qarl.training.sac import SACConfig
 
     loop, ev = config.loop, config.eval
-    phases = len(get_algorithm(config.algorithm).phases)
-    per_iteration = (phases * loop.episodes_per_phase + 2 * loop.eval_episodes) * loop.horizon
-    train = loop.iterations * per_iteration / LOOP_STEPS_PER_S[config.scale]
+    default = getattr(config.algo, "protagonist", None)
+    default = default if isinstance(default, SACConfig) else SACConfig()
+    train_steps = loop.iterations * loop.episodes_per_phase * loop.horizon  # per phase
+    train = 0.0
+    for phase in get_algorithm(config.algorithm).phases:
+        player = getattr(config.algo, phase, None)
+        player = player if isinstance(player, SACConfig) else default  # the phase's learner (else the protagonist's)
+        train += train_steps * (LOOP_STEP_S + _update_seconds(player) / player.train_every)
+    train += loop.iterations * 2 * loop.eval_episodes * loop.horizon * LOOP_STEP_S
     evaluation = 0.0
     if ev.enabled:
         cells = ev.grid_points**2 + 2 * ev.grid_points
         episodes = cells * ev.episodes_per_cell + 4 * ev.nominal_episodes
         evaluation = len(ev.policy_modes) * episodes * loop.horizon / GRID_STEPS_PER_S
-        evaluation += len(ev.policy_modes) * ev.worst_case_steps / SAC_LEARN_STEPS_PER_S
+        worst_case = ev.worst_case_steps * (LOOP_STEP_S + _update_seconds(default) / default.train_every)
+        evaluation += len(ev.policy_modes) * worst_case
     return train + evaluation
 
 
