@@ -75,3 +75,18 @@ def test_bench_trial_runs(capsys):
                  "--rounds", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "paper-scale trial" in out and "5.8 h" in out
+
+
+def test_onednn_only_for_matmuls_big_enough(monkeypatch) -> None:
+    """Small networks stay on torch.mm (oneDNN's per-call overhead would dominate); the QARL settings use oneDNN."""
+    if fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 256 * 128 * 128)
+    cpu = th.device("cpu")
+    assert fast_sac.onednn_for([(256, 17), (256, 256), (256, 256), (1, 256)], 256, cpu) is not None
+    assert fast_sac.onednn_for([(256, 23), (256, 256), (1, 256)], 64, cpu) is not None
+    assert fast_sac.onednn_for([(64, 4), (64, 64), (1, 64)], 128, cpu) is None
+    assert fast_sac.onednn_for([(256, 17), (256, 256), (1, 256)], 256, th.device("meta")) is None
+    fast, _ = _pair(QSAC, SACConfig(net_arch=(64, 64), batch_size=128), 17)
+    fast.train(1, 128)
+    assert fast._fast is not None and fast._fast.critics.linear is None

@@ -11,7 +11,6 @@ import torch as th
 from gymnasium import spaces
 
 from qarl.temperature_sac import AlphaConditionedSAC
-from qarl.training import fast_sac
 from qarl.training.fast_sac import unsupported_reason
 from qarl.training.sac import QSAC, SACConfig, make_sac
 
@@ -170,17 +169,3 @@ def test_unsupported_models_fall_back_to_stable_baselines3() -> None:
     assert fast.fast_fallback_reason == "target_update_interval != 1" and fast._fast is None
     assert fast._n_updates == 1
 
-
-def test_onednn_only_for_matmuls_big_enough(monkeypatch) -> None:
-    """Small networks stay on torch.mm (oneDNN's per-call overhead would dominate); the QARL settings use oneDNN."""
-    if fast_sac.onednn_linear() is None:
-        pytest.skip("this torch build has no usable oneDNN linear op")
-    monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 256 * 128 * 128)
-    cpu = th.device("cpu")
-    assert fast_sac.onednn_for([(256, 17), (256, 256), (256, 256), (1, 256)], 256, cpu) is not None
-    assert fast_sac.onednn_for([(256, 23), (256, 256), (1, 256)], 64, cpu) is not None
-    assert fast_sac.onednn_for([(64, 4), (64, 64), (1, 64)], 128, cpu) is None
-    assert fast_sac.onednn_for([(256, 17), (256, 256), (1, 256)], 256, th.device("meta")) is None
-    fast, _ = _pair(QSAC, SACConfig(net_arch=(64, 64), batch_size=128), OBS_DIM)
-    fast.train(1, 128)
-    assert fast._fast is not None and fast._fast.critics.linear is None
