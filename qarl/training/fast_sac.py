@@ -22,9 +22,9 @@ same order of the optimiser steps, same random draws) for the MLP policies the s
   state after a step equals the SB3 path's), gathered into preallocated arrays shared with torch. Activations and
   input gradients live in preallocated buffers too (fresh 0.5 MB tensors per step cost page faults).
 - **Adam through torch's fused kernel**, called directly on each SB3 optimiser's own state (:class:`_AdamStep`).
-- **Matmuls through oneDNN** where this torch build has its fp32 linear op (:func:`onednn_linear`): on AMD CPUs
-  torch's own fp32 matmul (MKL's sgemm) runs at about half of what oneDNN reaches with the same float32 arithmetic
-  (112 vs 235 GFLOP/s on one core of this project's machine). The critics then run network by network (bias and
+- **Matmuls through oneDNN** where this torch build has its fp32 linear op (:func:`onednn_linear`): on this
+  project's AMD machine torch's own fp32 matmul (MKL's sgemm) runs at about half of what oneDNN reaches with the
+  same float32 arithmetic (112 vs 235 GFLOP/s on one core). The critics then run network by network (bias and
   ReLU fused into each hidden matmul, weight gradients read both operands transposed in place) instead of as one
   ``baddbmm``; the thin value and action heads stay on ``torch.mm``. Elsewhere (no op, a GPU, ``QARL_ONEDNN=0``) the
   stacked ``baddbmm``/``bmm`` path runs; both paths are the same algorithm and are tested against SB3.
@@ -87,11 +87,11 @@ def onednn_linear() -> Any:
     """torch's oneDNN fp32 linear op ``y = x @ w.T + b`` (optionally with the ReLU fused), or None where unusable.
 
     ``torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], "")`` with ``attr`` "none" or "relu"; it accepts
-    transposed (strided) ``x`` and ``w``. On AMD CPUs torch's own fp32 matmul (MKL's sgemm) does not use the full
-    AVX-512 width: on this project's machine (AMD EPYC, family 26) it reaches about 112 GFLOP/s on one core at
-    256^3, oneDNN about 235 GFLOP/s with the same float32 arithmetic (errors of the order of 1e-5 of a 256-term dot
-    product for both). Used when this torch build has the op and a check against ``torch.mm`` passes; the
-    environment variable ``QARL_ONEDNN=0`` turns it off (``torch.mm`` everywhere).
+    transposed (strided) ``x`` and ``w``. On this project's machine (AMD EPYC, CPU family 26) torch's own fp32
+    matmul (MKL's sgemm) reaches about 112 GFLOP/s on one core at 256^3, oneDNN about 235 GFLOP/s with the same
+    float32 arithmetic (errors of the order of 1e-5 of a 256-term dot product for both). Used when this torch
+    build has the op and a check against ``torch.mm`` passes; the environment variable ``QARL_ONEDNN=0`` turns it
+    off (``torch.mm`` everywhere).
     """
     if not _onednn_state:
         _onednn_state.append(_probe_onednn())
