@@ -258,13 +258,28 @@ def _first_line(error_file: str | None) -> str:
     return lines[-1][:300] if lines else "no message"
 
 
+def _connection_hint(address: str, exc: BaseException) -> str:
+    """The one-line error for a Ray cluster that ``ray.init`` could not join."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    hint = (
+        "check the address (`ray status` on the head node prints it)"
+        if os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+        else "if the cluster uses token authentication (Ray 2.59+ turns it on for clusters started by `ray start`), "
+        "set RAY_AUTH_MODE=token here too, with the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token"
+    )
+    return f"could not join the Ray cluster at {address} ({first}); {hint}"
+
+
 def init_ray(address: str | None, sweep: SweepConfig) -> str:
     """Start the embedded local Ray or join ``address``; returns a description for the log."""
     import ray
 
     common = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise SweepError(_connection_hint(address, exc)) from None
         where = f"Ray cluster at {address}"
     else:
         ray.init(address="local", include_dashboard=False, **common)

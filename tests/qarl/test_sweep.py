@@ -205,6 +205,27 @@ def test_bad_sweep_file_exits_2_without_traceback(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("auth_mode", [None, "token"])
+def test_unreachable_cluster_is_one_line_error_with_a_hint_and_writes_nothing(tmp_path, capsys, monkeypatch, auth_mode):
+    import ray
+
+    def refuse(address=None, **kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}\nmore detail")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    if auth_mode is None:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    else:
+        monkeypatch.setenv("RAY_AUTH_MODE", auth_mode)
+    path = _write_sweep(tmp_path)
+    rc = cli.main(["sweep", str(path), "--address", "10.0.0.9:6379"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "could not join the Ray cluster at 10.0.0.9:6379 (Failed to connect to Ray cluster at 10.0.0.9:6379)" in err
+    assert ("set RAY_AUTH_MODE=token" in err) == (auth_mode is None), err
+    assert not (tmp_path / "store").exists()
+
+
 def test_dry_run_prints_the_trials_and_writes_nothing(tmp_path, capsys):
     path = _write_sweep(tmp_path, resources={"cpus": 1.5, "gpus": 0.5}, max_concurrent=3)
     assert cli.main(["sweep", str(path), "--dry-run"]) == 0
