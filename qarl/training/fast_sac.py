@@ -333,15 +333,20 @@ class _AdamStep:
             opt.step()
             self._bind()
             return
-        params, exp_avgs, exp_avg_sqs, steps = self._lists
-        g = opt.param_groups[0]
-        beta1, beta2 = g["betas"]
-        th._foreach_add_(steps, 1)
-        th._fused_adam_(
-            params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=float(g["lr"]),
-            beta1=float(beta1), beta2=float(beta2), weight_decay=0.0, eps=float(g["eps"]), maximize=False,
-            grad_scale=None, found_inf=None,
-        )  # fmt: skip
+        fused_adam_step(self._lists, opt.param_groups[0])
+
+
+def fused_adam_step(lists: tuple[list[th.Tensor], ...], group: dict[str, Any]) -> None:
+    """One Adam step of (params, exp_avgs, exp_avg_sqs, steps) with ``group``'s settings, through torch's fused kernel
+    (the update ``torch.optim.Adam(fused=True)`` makes; no weight decay, amsgrad or maximize)."""
+    params, exp_avgs, exp_avg_sqs, steps = lists
+    beta1, beta2 = group["betas"]
+    th._foreach_add_(steps, 1)
+    th._fused_adam_(
+        params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=float(group["lr"]),
+        beta1=float(beta1), beta2=float(beta2), weight_decay=0.0, eps=float(group["eps"]), maximize=False,
+        grad_scale=None, found_inf=None,
+    )  # fmt: skip
 
 
 class FastSACUpdate:

@@ -41,6 +41,7 @@ from qarl.training.fast_sac import (
     _AdamStep,
     _relu_mlp,
     _StackedMLP,
+    fused_adam_step,
     onednn_for,
     unsupported_reason,
 )
@@ -261,15 +262,7 @@ class _GroupedAdam:
                         [s["step"] for s in states],
                     )
             return
-        params, exp_avgs, exp_avg_sqs, steps = self._lists
-        g = self._groups()[0]
-        beta1, beta2 = g["betas"]
-        th._foreach_add_(steps, 1)
-        th._fused_adam_(
-            params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=float(g["lr"]),
-            beta1=float(beta1), beta2=float(beta2), weight_decay=0.0, eps=float(g["eps"]), maximize=False,
-            grad_scale=None, found_inf=None,
-        )  # fmt: skip
+        fused_adam_step(self._lists, self._groups()[0])
 
 
 class GroupedSACUpdate:
