@@ -151,6 +151,9 @@ def unsupported_reason(model: QSAC) -> str | None:
         return "critics of different shapes"
     if any(p.dtype != th.float32 for p in model.policy.parameters()):
         return "parameters other than float32"
+    devices = sorted({p.device.type for p in model.policy.parameters()})
+    if devices != ["cpu"]:  # its batch and buffers live on the host (stable-baselines3 trains the model instead)
+        return f"parameters on {', '.join(devices)} (it runs on the CPU only)"
     return None
 
 

@@ -169,3 +169,10 @@ def test_unsupported_models_fall_back_to_stable_baselines3() -> None:
     assert fast.fast_fallback_reason == "target_update_interval != 1" and fast._fast is None
     assert fast._n_updates == 1
 
+
+
+def test_models_off_the_cpu_are_not_taken_by_the_single_model_fast_update() -> None:
+    config = SACConfig(net_arch=(8,), batch_size=8)
+    fast, _ = _pair(QSAC, config, OBS_DIM)
+    fast.policy.to("meta")  # a device other than the CPU that exists on every machine (no data, no arithmetic)
+    assert unsupported_reason(fast) == "parameters on meta (it runs on the CPU only)"
