@@ -9,7 +9,10 @@
   ``train`` is ``SAC.train``; the subclass only keeps the actor at lr 1e-4 and critic/temperature at 3e-4);
 - updates/s of the suite's learner (``QSAC`` with the default ``fast_update=True``, :mod:`qarl.training.fast_sac`);
 
-then prints, per learner, the FLOP of one update, GFLOP/s, the fraction of the limit and the ratio to SB3.
+then prints, per learner, the FLOP of one update, GFLOP/s, the fraction of the limit and the ratio to SB3, and
+finally the time of the fast update's matmul calls alone (:func:`record_matmuls` records them during one step with
+their operands; :func:`replay_seconds` replays them in order with nothing between them): the fraction of the limit
+the update could reach if all its other work (element-wise operations, Adam, sampling, Python) took no time.
 
 FLOP of one update (:func:`sac_update_flops`) are counted analytically from the matmuls of the algorithm, 2 FLOP per
 multiply-add, B = batch size, S_a = sum of in*out over the actor's layers (mu and log_std heads included),
@@ -120,6 +123,64 @@ def matmul_gflops(seconds: float = 0.5, size: int = 256, kernel: str = "torch.mm
             product()
         n += 20
     return 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def _matmul_ops() -> dict[Any, Callable[..., int]]:
+    """The matmul kernels an update may call, each with its FLOP (2 per multiply-add) from its operands."""
+    aten = th.ops.aten
+
+    def mm(a: th.Tensor, b: th.Tensor) -> int:
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+    def bmm(a: th.Tensor, b: th.Tensor) -> int:
+        return 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+
+    ops: dict[Any, Callable[..., int]] = {}
+    for op in (aten.mm.default, aten.mm.out):
+        ops[op] = lambda a, b, *_, **__: mm(a, b)
+    for op in (aten.addmm.default, aten.addmm.out):
+        ops[op] = lambda bias, a, b, *_, **__: mm(a, b)
+    for op in (aten.bmm.default, aten.bmm.out):
+        ops[op] = lambda a, b, *_, **__: bmm(a, b)
+    for op in (aten.baddbmm.default, aten.baddbmm.out):
+        ops[op] = lambda bias, a, b, *_, **__: bmm(a, b)
+    if hasattr(th.ops.mkldnn, "_linear_pointwise"):  # x @ w.T (+ bias, activation)
+        ops[th.ops.mkldnn._linear_pointwise.default] = lambda x, w, *_, **__: 2 * x.shape[0] * x.shape[1] * w.shape[0]
+    return ops
+
+
+def record_matmuls(step: Callable[[], Any]) -> list[tuple[Any, tuple, dict, int]]:
+    """The matmul calls of one ``step()`` in order: (op, args, kwargs, FLOP), the step's own tensors as arguments."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops = _matmul_ops()
+    calls: list[tuple[Any, tuple, dict, int]] = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            kwargs = kwargs or {}
+            if func in ops:
+                calls.append((func, args, kwargs, ops[func](*args, **kwargs)))
+            return func(*args, **kwargs)
+
+    with Recorder():
+        step()
+    return calls
+
+
+def replay_seconds(calls: Sequence[tuple[Any, tuple, dict, int]], repeats: int = 20) -> float:
+    """Seconds of one in-order replay of recorded matmul calls (nothing else runs between them); best of 3 timings."""
+    with th.no_grad():
+        for op, args, kwargs, _ in calls:  # warm-up
+            op(*args, **kwargs)
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                for op, args, kwargs, _ in calls:
+                    op(*args, **kwargs)
+            best = min(best, (time.perf_counter() - t0) / repeats)
+    return best
 
 
 def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int, device: str = "cpu") -> Any:
@@ -237,6 +298,21 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         print(
             f"{name:30s} {ups:10.1f} {1000 / ups:10.2f} {gflops:8.1f} {gflops / limit:9.1%} {ups / base:6.2f}x  "
             + " ".join(f"{x:.1f}" for x in runs[name])
+        )
+    # The same matmul calls alone, replayed in order on the fast update's own tensors: the update's other work
+    # (element-wise operations, Adam, sampling, Python) and its cache misses removed, the most it could reach here.
+    fast = learners[names[1]]._fast
+    calls = record_matmuls(fast.step) if fast is not None else []
+    if calls:
+        alone = replay_seconds(calls)
+        flop = sum(c[3] for c in calls)
+        summary["matmuls_alone"] = {"calls": len(calls), "flop": flop, "seconds": alone,
+                                    "fraction_of_limit": flop / alone / 1e9 / limit}  # fmt: skip
+        print(
+            f"the fast update's {len(calls)} matmul calls alone ({flop / 1e9:.3f} GFLOP), replayed in order on its "
+            f"own tensors with nothing between them: {alone * 1e3:.2f} ms = {flop / alone / 1e9:.1f} GFLOP/s = "
+            f"{flop / alone / 1e9 / limit:.1%} of the limit (the update's other work adds "
+            f"{1000 / statistics.median(runs[names[1]]) - alone * 1e3:.2f} ms)"
         )
     print(f"load average at end: {_load()}")
     return summary

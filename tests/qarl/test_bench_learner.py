@@ -8,7 +8,7 @@ import torch as th
 from test_fast_sac import _pair  # the equivalence test's pair of models (pytest puts this folder on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
-from qarl.bench_learner import paper_scale_counts, sac_update_flops
+from qarl.bench_learner import paper_scale_counts, record_matmuls, replay_seconds, sac_update_flops
 from qarl.cli import main
 from qarl.training import fast_sac
 from qarl.training.sac import QSAC, SACConfig
@@ -41,6 +41,16 @@ def test_flop_count_is_what_each_path_executes(net_arch, onednn, monkeypatch):
         counts[name] = counter.get_total_flops()
     expected = sac_update_flops(17, 6, net_arch, batch)
     assert counts == {"fast": expected["required"], "sb3": expected["executed by SB3"]}
+    # `qarl bench update`'s replay of the fast step's matmul calls covers exactly those FLOP, and replaying them
+    # leaves the model untouched (they only write the step's own scratch tensors)
+    calls = record_matmuls(fast._fast.step)
+    assert sum(flop for *_, flop in calls) == expected["required"]
+    assert {op._schema.name for op, *_ in calls} <= {
+        "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise"
+    }  # fmt: skip
+    before = [p.detach().clone() for p in fast.policy.parameters()]
+    assert replay_seconds(calls, repeats=2) > 0
+    assert all(th.equal(a, b) for a, b in zip(before, fast.policy.parameters(), strict=True))
 
 
 def test_flop_count_at_the_qarl_settings():
@@ -66,6 +76,7 @@ def test_bench_update_runs(capsys):
     out = capsys.readouterr().out
     assert "FLOP per update: 1.114 GFLOP required by the algorithm" in out
     assert "qarl fast update" in out and "stable-baselines3 SAC.train" in out and "of limit" in out
+    assert "matmul calls alone (1.114 GFLOP), replayed in order" in out
     assert main(["bench", "update", "--rounds", "0"]) == 2
 
 
