@@ -11,8 +11,11 @@ quantities for a neural critic, and is not claimed to equal a constant of the pa
 is a stable-baselines3 SAC (``qarl.training.sac.Player`` with a ``QSAC`` model, including QARL's alpha-conditioned
 adversary), the columns ``diag/<player>/<group>/<name>`` listed in :data:`GROUPS` into the progress row; on the
 other iterations the same columns are NaN, so the parquet schema is stable. Methods without SAC critics get no
-columns for that player: ``cat`` has no adversary player (its protagonist is diagnosed), and ``mixedne_ld`` (one
-critic shared by two Langevin actors, :mod:`baselines.mixedne_ld`) is not diagnosed at all.
+columns for that player: ``cat`` has no adversary player (its protagonist is diagnosed). ``mixedne_ld`` (one soft
+twin critic of the executed action shared by two Langevin actors, :mod:`baselines.mixedne_ld`) is diagnosed as one
+critic, ``diag/joint/<group>/<name>``, with its own backup (:class:`_JointView`: f = min_j Q_j, the next action the
+mixture of both actors' samples, both entropy terms) and Monte-Carlo rollouts of the mixture; its buffer stores no
+behaviour density of the mixed actions, so its ``shift`` columns are NaN.
 
 Notation, per player: the replay buffer holds (s, a, r, s', d) with a the action scaled to [-1, 1], r the player's
 reward (r for the protagonist, -r for the adversary) and d = 1 only for a true termination (a time-limit truncation
@@ -378,9 +381,13 @@ class _Batch:
 class _SACView:
     """Read-only access to a ``Player``'s critic, policy and buffer for the estimators (all under no_grad)."""
 
+    has_behaviour_density = True  # the buffer's actions carry their behaviour log-probabilities
+
     def __init__(self, player: Player) -> None:
         self.player, self.model = player, player.model
         self.gamma = float(self.model.gamma)
+        buf = player.buffer
+        self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.buffer_size
 
     def batch(self, idx: np.ndarray) -> _Batch:
         buf = self.player.buffer
@@ -440,15 +447,103 @@ class _SACView:
 
     def fresh_network(self) -> nn.Module:
         """Q_1's MLP with every layer re-initialised (torch's default initialisation, as SB3 builds critics)."""
-        net = copy.deepcopy(self.model.critic.q_networks[0])
-        for layer in net.modules():
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-        return net.requires_grad_(True)
+        return _reinitialised(self.model.critic.q_networks[0])
+
+
+def _reinitialised(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with every Linear layer re-initialised, trainable."""
+    net = copy.deepcopy(net)
+    for layer in net.modules():
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
+    return net.requires_grad_(True)
 
 
 def _has_sac_critic(player: Any) -> bool:
     return isinstance(player, Player) and isinstance(player.model, QSAC)
+
+
+JOINT = "joint"
+"""The column prefix ``diag/joint/...`` of a shared critic (``mixedne_ld``)."""
+
+
+def _has_joint_critic(trainer: Any) -> bool:
+    """A trainer with one twin critic shared by both players (``mixedne_ld``: ``critic``, ``critic_target``, a joint
+    replay buffer, ``mix`` and one ``"joint"`` phase)."""
+    return (
+        tuple(getattr(trainer, "phases", ())) == (JOINT,)
+        and isinstance(getattr(trainer, "critic", None), nn.Module)
+        and all(hasattr(trainer, a) for a in ("buffer", "mix", "to_env"))
+    )
+
+
+class _JointView:
+    """:class:`_SACView`'s interface for ``mixedne_ld``'s shared soft twin critic Q(s, a) of the executed action.
+
+    Its backup is the method's own target with the current critic: y = r + gamma (1 - d) (1/K') sum_k
+    [f(s', mix(a'_k, b'_k)) - alpha log pi(a'_k|s') + alpha_adv log nu(b'_k|s')] with a'_k ~ pi and b'_k ~ nu, the two
+    Langevin actors. The buffer stores no behaviour density of the executed (mixed) action, so the ``shift`` group
+    stays NaN.
+    """
+
+    has_behaviour_density = False
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer, self.critic = trainer, trainer.critic
+        self.gamma = float(trainer.config.protagonist.gamma)
+        self.alpha, self.alpha_adv = float(trainer.config.alpha), float(trainer.config.alpha_adv)
+        self.actors = (trainer.players[PROTAGONIST].actor, trainer.players[ADVERSARY].actor)
+        buf = trainer.buffer
+        self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.capacity
+
+    def batch(self, idx: np.ndarray) -> _Batch:
+        buf = self.trainer.buffer
+        f = lambda a: th.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        return _Batch(
+            obs=f(buf.obs[idx]),
+            actions=f(buf.a_exec[idx]),
+            rewards=f(buf.reward[idx]),
+            next_obs=f(buf.next_obs[idx]),
+            not_done=f(1.0 - buf.terminated[idx]),  # the buffer stores true terminations only
+            behaviour_log_prob=th.full((len(idx),), math.nan),
+        )
+
+    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return th.cat([obs, actions], dim=1)
+
+    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """min(Q_1, Q_2)(s, a), (B,)."""
+        return th.cat(
+            [th.min(*self.critic(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in range(0, len(obs), _CHUNK)]
+        )
+
+    def features(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Penultimate (last hidden) layer of Q_1, (B, h)."""
+        hidden = self.critic.q1[:-1]
+        chunks = range(0, len(obs), _CHUNK)
+        return th.cat([hidden(self.critic_input(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in chunks])
+
+    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(executed action mix(a, b) with a ~ pi, b ~ nu, its entropy term -alpha log pi(a) + alpha_adv log nu(b))."""
+        (a, logp), (b, logq) = (actor(obs) for actor in self.actors)
+        return self.trainer.mix(a, b), -self.alpha * logp + self.alpha_adv * logq
+
+    def backup(self, b: _Batch, k: int) -> tuple[th.Tensor, th.Tensor]:
+        """(expected backups y (B,), the first sampled executed next action (B, |A|)); as :meth:`_SACView.backup`."""
+        n = len(b.obs)
+        next_rep = b.next_obs.repeat_interleave(k, dim=0)
+        values, first = [], []
+        for i in range(0, len(next_rep), _CHUNK):
+            s = next_rep[i : i + _CHUNK]
+            a, entropy = self.soft_value_terms(s)
+            values.append(self.f(s, a) + entropy)
+            first.append(a)
+        v = th.cat(values).reshape(n, k).mean(dim=1)
+        return b.rewards + self.gamma * b.not_done * v, th.cat(first).reshape(n, k, -1)[:, 0]
+
+    def fresh_network(self) -> nn.Module:
+        """Q_1's MLP with every layer re-initialised."""
+        return _reinitialised(self.critic.q1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -467,7 +562,10 @@ class NeuralDiagnostics:
     def __init__(self, trainer: TwoPlayerTrainer, config: DiagnosticsConfig) -> None:
         config.validate()
         self.trainer, self.config = trainer, config
-        self.player_names = [n for n in (PROTAGONIST, ADVERSARY) if _has_sac_critic(trainer.players.get(n))]
+        self.joint = _has_joint_critic(trainer)
+        self.player_names = (
+            [JOINT] if self.joint else [n for n in (PROTAGONIST, ADVERSARY) if _has_sac_critic(trainer.players.get(n))]
+        )
         self.columns = [c for n in self.player_names for c in player_columns(n)]
         self.last_seconds = 0.0
         self.last_group_seconds: dict[str, float] = {}
@@ -492,10 +590,13 @@ class NeuralDiagnostics:
                 policy.set_training_mode(False)
             with isolated_rng(seed), th.no_grad():
                 t = time.perf_counter()
-                mc = self._monte_carlo() if self.config.mc_episodes > 0 else {}
+                mc = {}
+                if self.config.mc_episodes > 0:
+                    mc = self._monte_carlo_joint() if self.joint else self._monte_carlo()
                 self.last_group_seconds["mc"] += time.perf_counter() - t
                 for k, name in enumerate(self.player_names):
-                    values = self._diagnose(name, self.trainer.players[name], seed + 1 + k)
+                    view = _JointView(self.trainer) if self.joint else _SACView(self.trainer.players[name])
+                    values = self._diagnose(view, seed + 1 + k)
                     values.update({("mc", m): v for m, v in mc.get(name, {}).items()})
                     for (group, metric), v in values.items():
                         out[column(name, group, metric)] = float(v)
@@ -506,17 +607,15 @@ class NeuralDiagnostics:
         return out
 
     # ------------------------------------------------------------------ per player
-    def _diagnose(self, name: str, player: Player, seed: int) -> dict[tuple[str, str], float]:
-        """The bellman, regression, shift and representation groups of one player."""
-        cfg, view = self.config, _SACView(player)
-        n = player.buffer.size()
+    def _diagnose(self, view: _SACView | _JointView, seed: int) -> dict[tuple[str, str], float]:
+        """The bellman, regression, shift and representation groups of one critic."""
+        cfg, n = self.config, view.size
         if n < _MIN_TRANSITIONS:
             return {}
         rng = np.random.default_rng(seed)
         generator = th.Generator().manual_seed(seed)
-        size = player.buffer.buffer_size
         n_held = min(cfg.heldout_size, n // 2)
-        held = (player.buffer.pos - 1 - np.arange(n_held)[::-1]) % size  # the most recent, oldest first
+        held = (view.pos - 1 - np.arange(n_held)[::-1]) % view.capacity  # the most recent, oldest first
         rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
         train = np.sort(rng.choice(rest, size=min(cfg.train_size, len(rest)), replace=False))
         out: dict[tuple[str, str], float] = {}
@@ -553,14 +652,9 @@ class NeuralDiagnostics:
         self.last_group_seconds["regression"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        uniform = rng.choice(n, size=min(cfg.shift_samples, n), replace=False)
-        bu = view.batch(uniform)
-        log_w = (view.log_prob(bu.obs, bu.actions) - bu.behaviour_log_prob).numpy()
-        log_w = log_w[np.isfinite(log_w)]
-        out["shift", "ess"], out["shift", "max_weight"] = effective_sample_size(log_w)
-        out["shift", "kl"] = float(-log_w.mean()) if log_w.size else math.nan
-        log_w_h = (view.log_prob(bh.obs, bh.actions) - bh.behaviour_log_prob).numpy()
-        out["shift", "ess_recent"] = effective_sample_size(log_w_h[np.isfinite(log_w_h)])[0]
+        uniform = rng.choice(n, size=min(cfg.shift_samples, n), replace=False)  # drawn in any case: same streams
+        if view.has_behaviour_density:
+            out.update(self._shift(view, uniform, bh))
         self.last_group_seconds["shift"] += time.perf_counter() - t
 
         t = time.perf_counter()
@@ -579,6 +673,19 @@ class NeuralDiagnostics:
         else:
             out["representation", "feature_dot"] = out["representation", "coadaptation"] = math.nan
         self.last_group_seconds["representation"] += time.perf_counter() - t
+        return out
+
+    @staticmethod
+    def _shift(view: _SACView, uniform: np.ndarray, bh: _Batch) -> dict[tuple[str, str], float]:
+        """The shift group from the behaviour log-probabilities stored with the actions."""
+        out: dict[tuple[str, str], float] = {}
+        bu = view.batch(uniform)
+        log_w = (view.log_prob(bu.obs, bu.actions) - bu.behaviour_log_prob).numpy()
+        log_w = log_w[np.isfinite(log_w)]
+        out["shift", "ess"], out["shift", "max_weight"] = effective_sample_size(log_w)
+        out["shift", "kl"] = float(-log_w.mean()) if log_w.size else math.nan
+        log_w_h = (view.log_prob(bh.obs, bh.actions) - bh.behaviour_log_prob).numpy()
+        out["shift", "ess_recent"] = effective_sample_size(log_w_h[np.isfinite(log_w_h)])[0]
         return out
 
     # ------------------------------------------------------------------ Monte-Carlo rollouts
@@ -637,17 +744,53 @@ class NeuralDiagnostics:
                 m = min(len(g), horizon)  # steps whose returns are complete up to the mc_tail weight
                 f_all[name].append(view.f(obs_t[:m], th.as_tensor(np.asarray(d["act"][:m]))).numpy())
                 g_all[name].append(g[:m])
-        from scipy.stats import spearmanr  # here, not at module level: it would add ~0.8 s to every `qarl train`
+        return {name: _mc_metrics(f_all[name], g_all[name]) for name in views}
 
-        out = {}
-        for name in views:
-            f, g = np.concatenate(f_all[name]).astype(np.float64), np.concatenate(g_all[name])
-            ok = len(f) > 1 and np.ptp(f) > 0 and np.ptp(g) > 0  # a constant sequence has no rank correlation
-            spearman = float(spearmanr(f, g).statistic) if ok else math.nan
-            out[name] = {
-                "bias": float(np.mean(f - g)),
-                "rmse": float(np.sqrt(np.mean((f - g) ** 2))),
-                "spearman": spearman,
-                "return_mean": float(np.mean(g)),
-            }
-        return out
+    def _monte_carlo_joint(self) -> dict[str, dict[str, float]]:
+        """:meth:`_monte_carlo` for a shared critic (``mixedne_ld``): both actors sample, the mixture is executed (no
+        force), and the soft return adds -alpha log pi + alpha_adv log nu after each reward, as the critic's target."""
+        tr = self.trainer
+        view = _JointView(tr)
+        tail = math.ceil(math.log(self.config.mc_tail) / math.log(view.gamma))
+        game = self._diag_game(tail)
+        horizon = tr.loop.horizon
+        tr.prepare_evaluation()
+        zero = np.zeros(game.adversary_action_space.shape)
+        f_all, g_all = [], []
+        for k in range(self.config.mc_episodes):
+            obs, _ = game.reset(seed=episode_seed(tr.seed, _STREAM, k))
+            tr.after_reset(game, None)
+            observations, actions, entropy, rewards = [], [], [], []
+            done = False
+            while not done:
+                a, e = view.soft_value_terms(th.as_tensor(obs, dtype=th.float32)[None])
+                scaled = a.numpy()[0].astype(np.float64)
+                observations.append(obs)
+                actions.append(scaled)
+                entropy.append(float(e[0]))
+                obs, r, terminated, truncated, _ = game.step(
+                    tr.protagonist_action(obs, tr.to_env(scaled), scaled, None), zero
+                )
+                rewards.append(r)
+                done = terminated or truncated
+            # soft_returns subtracts tau log pi after each reward: tau = 1 and "log pi" = -(entropy term)
+            g = soft_returns(np.asarray(rewards), -np.asarray(entropy), np.ones(len(rewards)), view.gamma)
+            m = min(len(g), horizon)  # steps whose returns are complete up to the mc_tail weight
+            obs_t = th.as_tensor(np.asarray(observations[:m]), dtype=th.float32)
+            f_all.append(view.f(obs_t, th.as_tensor(np.asarray(actions[:m]), dtype=th.float32)).numpy())
+            g_all.append(g[:m])
+        return {JOINT: _mc_metrics(f_all, g_all)}
+
+
+def _mc_metrics(f_parts: list[np.ndarray], g_parts: list[np.ndarray]) -> dict[str, float]:
+    """The mc group from the critic's values f and the soft returns G of the rollouts' steps."""
+    from scipy.stats import spearmanr  # here, not at module level: it would add ~0.8 s to every `qarl train`
+
+    f, g = np.concatenate(f_parts).astype(np.float64), np.concatenate(g_parts)
+    ok = len(f) > 1 and np.ptp(f) > 0 and np.ptp(g) > 0  # a constant sequence has no rank correlation
+    return {
+        "bias": float(np.mean(f - g)),
+        "rmse": float(np.sqrt(np.mean((f - g) ** 2))),
+        "spearman": float(spearmanr(f, g).statistic) if ok else math.nan,
+        "return_mean": float(np.mean(g)),
+    }

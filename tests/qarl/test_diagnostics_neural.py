@@ -168,13 +168,54 @@ def _assert_same(a, b, path="trainer"):
 
 
 def test_methods_without_an_adversary_critic(tmp_path):
-    # cat: the protagonist only (its MC rollouts go through the MAS attack, radius > 0 from iteration 2);
-    # mixedne_ld: no SAC player at all, so no columns and no failure
+    # cat: the protagonist only (its MC rollouts go through the MAS attack, radius > 0 from iteration 2)
     df = pd.read_parquet(_trial(tmp_path, "cat", "cat") / "progress.parquet")
     assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(player_columns(PROTAGONIST))
     assert df[player_columns(PROTAGONIST)].notna().all(axis=None)
-    df = pd.read_parquet(_trial(tmp_path, "mixedne_ld", "ld") / "progress.parquet")
-    assert not any(c.startswith("diag/") for c in df.columns)
+
+
+def test_mixedne_ld_shared_critic_is_diagnosed_without_changing_training(tmp_path):
+    on = _trial(tmp_path, "mixedne_ld", "on", {"diagnostics": {"enabled": True, "every": 1}})
+    off = _trial(tmp_path, "mixedne_ld", "off", {"diagnostics": {"enabled": False}})
+    df, df_off = pd.read_parquet(on / "progress.parquet"), pd.read_parquet(off / "progress.parquet")
+    joint = player_columns(neural.JOINT)
+    assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(joint)
+    shift = [c for c in joint if "/shift/" in c]  # no behaviour density of the mixed actions is stored
+    assert df[shift].isna().all(axis=None) and df[[c for c in joint if c not in shift]].notna().all(axis=None)
+    assert df["diag/joint/regression/incompleteness"].between(0, 1).all()
+    pd.testing.assert_frame_equal(
+        df.drop(columns=joint + TIMING_COLUMNS), df_off.drop(columns=TIMING_COLUMNS), check_exact=True
+    )
+    _assert_same(
+        load_checkpoint(list_checkpoints(on / "checkpoints")[-1][1])["trainer"],
+        load_checkpoint(list_checkpoints(off / "checkpoints")[-1][1])["trainer"],
+    )
+
+
+def test_joint_view_backup_and_soft_returns_by_hand():
+    """The shared critic's backup is the method's own target (with the current critic), and the Monte-Carlo soft
+    return adds -alpha log pi + alpha_adv log nu after each reward."""
+    config = resolve_config(TASK, "mixedne_ld", 0, "smoke", {"eval": {"enabled": False}})
+    trainer = get_algorithm("mixedne_ld")(TASK, config.algo, config.loop, 0)
+    trainer.run_iteration()
+    view = neural._JointView(trainer)
+    idx = np.arange(6)
+    b = view.batch(idx)
+    np.testing.assert_array_equal(b.actions.numpy(), trainer.buffer.a_exec[:6])
+    np.testing.assert_array_equal(b.not_done.numpy(), 1.0 - trainer.buffer.terminated[:6])
+    cfg = trainer.config
+    with th.no_grad():
+        th.manual_seed(5)
+        y, a_first = view.backup(b, 1)
+        th.manual_seed(5)  # the same draws, by hand: protagonist first, then adversary (as in the method's update)
+        a_pi, logp = trainer.players[PROTAGONIST].actor(b.next_obs)
+        a_adv, logq = trainer.players[ADVERSARY].actor(b.next_obs)
+        a_mix = (1 - cfg.delta) * a_pi + cfg.delta * a_adv
+        q = th.min(*trainer.critic(b.next_obs, a_mix))
+        expected = b.rewards + cfg.protagonist.gamma * b.not_done * (q - cfg.alpha * logp + cfg.alpha_adv * logq)
+    th.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
+    th.testing.assert_close(a_first, a_mix)
+    th.testing.assert_close(view.f(b.obs, b.actions), th.min(*trainer.critic(b.obs, b.actions)).detach())
 
 
 # ---------------------------------------------------------------------------------------------------------------
