@@ -378,7 +378,53 @@ class _Batch:
     behaviour_log_prob: th.Tensor
 
 
-class _SACView:
+class _CriticView:
+    """What the estimators read of one diagnosed critic (all under no_grad); subclasses set ``q1`` (the first twin
+    critic's MLP) and ``gamma``, and define ``critic_input``, ``f`` and ``soft_value_terms``."""
+
+    q1: nn.Module
+    gamma: float
+    has_behaviour_density = False  # whether the buffer's actions carry behaviour log-probabilities (the shift group)
+
+    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        raise NotImplementedError
+
+    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        raise NotImplementedError
+
+    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(next action a' sampled by the current policy, the entropy term added to f(s', a') in the backup)."""
+        raise NotImplementedError
+
+    def features(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Penultimate (last hidden) layer of Q_1, (B, h)."""
+        hidden = self.q1[:-1]
+        chunks = range(0, len(obs), _CHUNK)
+        return th.cat([hidden(self.critic_input(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in chunks])
+
+    def backup(self, b: _Batch, k: int) -> tuple[th.Tensor, th.Tensor]:
+        """(expected backups y (B,), the first sampled next action a'_1 (B, |A|)); actions from torch's generator."""
+        n = len(b.obs)
+        next_rep = b.next_obs.repeat_interleave(k, dim=0)
+        values, first = [], []
+        for i in range(0, len(next_rep), _CHUNK):
+            s = next_rep[i : i + _CHUNK]
+            a, entropy = self.soft_value_terms(s)
+            values.append(self.f(s, a) + entropy)
+            first.append(a)
+        v = th.cat(values).reshape(n, k).mean(dim=1)
+        return b.rewards + self.gamma * b.not_done * v, th.cat(first).reshape(n, k, -1)[:, 0]
+
+    def fresh_network(self) -> nn.Module:
+        """Q_1's MLP with every layer re-initialised (torch's default initialisation, as both critics are built)."""
+        net = copy.deepcopy(self.q1)
+        for layer in net.modules():
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        return net.requires_grad_(True)
+
+
+class _SACView(_CriticView):
     """Read-only access to a ``Player``'s critic, policy and buffer for the estimators (all under no_grad)."""
 
     has_behaviour_density = True  # the buffer's actions carry their behaviour log-probabilities
@@ -386,6 +432,7 @@ class _SACView:
     def __init__(self, player: Player) -> None:
         self.player, self.model = player, player.model
         self.gamma = float(self.model.gamma)
+        self.q1 = self.model.critic.q_networks[0]
         buf = player.buffer
         self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.buffer_size
 
@@ -420,43 +467,15 @@ class _SACView:
             out.append(th.min(th.cat(qs, dim=1), dim=1)[0])
         return th.cat(out)
 
-    def features(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """Penultimate (last hidden) layer of Q_1, (B, h)."""
-        hidden = self.model.critic.q_networks[0][:-1]
-        chunks = range(0, len(obs), _CHUNK)
-        return th.cat([hidden(self.critic_input(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in chunks])
-
     def log_prob(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """log pi(a|s) of given actions in [-1, 1] under the current policy (same density as at collection)."""
         mean, log_std, _ = self.model.actor.get_action_dist_params(obs)
         return squashed_log_prob(th.distributions.Normal(mean, log_std.exp()), actions)
 
-    def backup(self, b: _Batch, k: int) -> tuple[th.Tensor, th.Tensor]:
-        """(expected backups y (B,), the first sampled next action a'_1 (B, |A|)); actions from torch's generator."""
-        n = len(b.obs)
-        next_rep = b.next_obs.repeat_interleave(k, dim=0)
-        values, first = [], []
-        for i in range(0, len(next_rep), _CHUNK):
-            s = next_rep[i : i + _CHUNK]
-            a, logp = self.model.actor.action_log_prob(s)
-            values.append(self.f(s, a) - self.temperature(s) * logp.reshape(-1))
-            first.append(a)
-        v = th.cat(values).reshape(n, k).mean(dim=1)
-        a_first = th.cat(first).reshape(n, k, -1)[:, 0]
-        return b.rewards + self.gamma * b.not_done * v, a_first
-
-    def fresh_network(self) -> nn.Module:
-        """Q_1's MLP with every layer re-initialised (torch's default initialisation, as SB3 builds critics)."""
-        return _reinitialised(self.model.critic.q_networks[0])
-
-
-def _reinitialised(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with every Linear layer re-initialised, trainable."""
-    net = copy.deepcopy(net)
-    for layer in net.modules():
-        if isinstance(layer, nn.Linear):
-            layer.reset_parameters()
-    return net.requires_grad_(True)
+    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(a ~ pi(.|s), -tau(s) log pi(a|s)): SAC's soft value terms."""
+        a, logp = self.model.actor.action_log_prob(obs)
+        return a, -self.temperature(obs) * logp.reshape(-1)
 
 
 def _has_sac_critic(player: Any) -> bool:
@@ -477,8 +496,8 @@ def _has_joint_critic(trainer: Any) -> bool:
     )
 
 
-class _JointView:
-    """:class:`_SACView`'s interface for ``mixedne_ld``'s shared soft twin critic Q(s, a) of the executed action.
+class _JointView(_CriticView):
+    """The view of ``mixedne_ld``'s shared soft twin critic Q(s, a) of the executed action.
 
     Its backup is the method's own target with the current critic: y = r + gamma (1 - d) (1/K') sum_k
     [f(s', mix(a'_k, b'_k)) - alpha log pi(a'_k|s') + alpha_adv log nu(b'_k|s')] with a'_k ~ pi and b'_k ~ nu, the two
@@ -486,10 +505,8 @@ class _JointView:
     stays NaN.
     """
 
-    has_behaviour_density = False
-
     def __init__(self, trainer: Any) -> None:
-        self.trainer, self.critic = trainer, trainer.critic
+        self.trainer, self.critic, self.q1 = trainer, trainer.critic, trainer.critic.q1
         self.gamma = float(trainer.config.protagonist.gamma)
         self.alpha, self.alpha_adv = float(trainer.config.alpha), float(trainer.config.alpha_adv)
         self.actors = (trainer.players[PROTAGONIST].actor, trainer.players[ADVERSARY].actor)
@@ -517,33 +534,10 @@ class _JointView:
             [th.min(*self.critic(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in range(0, len(obs), _CHUNK)]
         )
 
-    def features(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """Penultimate (last hidden) layer of Q_1, (B, h)."""
-        hidden = self.critic.q1[:-1]
-        chunks = range(0, len(obs), _CHUNK)
-        return th.cat([hidden(self.critic_input(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in chunks])
-
     def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """(executed action mix(a, b) with a ~ pi, b ~ nu, its entropy term -alpha log pi(a) + alpha_adv log nu(b))."""
         (a, logp), (b, logq) = (actor(obs) for actor in self.actors)
         return self.trainer.mix(a, b), -self.alpha * logp + self.alpha_adv * logq
-
-    def backup(self, b: _Batch, k: int) -> tuple[th.Tensor, th.Tensor]:
-        """(expected backups y (B,), the first sampled executed next action (B, |A|)); as :meth:`_SACView.backup`."""
-        n = len(b.obs)
-        next_rep = b.next_obs.repeat_interleave(k, dim=0)
-        values, first = [], []
-        for i in range(0, len(next_rep), _CHUNK):
-            s = next_rep[i : i + _CHUNK]
-            a, entropy = self.soft_value_terms(s)
-            values.append(self.f(s, a) + entropy)
-            first.append(a)
-        v = th.cat(values).reshape(n, k).mean(dim=1)
-        return b.rewards + self.gamma * b.not_done * v, th.cat(first).reshape(n, k, -1)[:, 0]
-
-    def fresh_network(self) -> nn.Module:
-        """Q_1's MLP with every layer re-initialised."""
-        return _reinitialised(self.critic.q1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -607,7 +601,7 @@ class NeuralDiagnostics:
         return out
 
     # ------------------------------------------------------------------ per player
-    def _diagnose(self, view: _SACView | _JointView, seed: int) -> dict[tuple[str, str], float]:
+    def _diagnose(self, view: _CriticView, seed: int) -> dict[tuple[str, str], float]:
         """The bellman, regression, shift and representation groups of one critic."""
         cfg, n = self.config, view.size
         if n < _MIN_TRANSITIONS:
