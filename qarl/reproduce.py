@@ -35,7 +35,6 @@ UPDATE_OVERHEAD_S = 0.6e-3
 GRID_STEPS_PER_S = 20_000.0
 """Env steps/s of the batched evaluation (grid, sweeps, disturbances)."""
 ONE_PLAYER_METHODS = ("sac", "domain_randomization")
-ONE_PLAYER_METHODS = ("sac", "domain_randomization")
 
 
 @dataclass(frozen=True)

@@ -646,9 +646,8 @@ class NeuralDiagnostics:
         self.last_group_seconds["regression"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        uniform = rng.choice(n, size=min(cfg.shift_samples, n), replace=False)  # drawn in any case: same streams
         if view.has_behaviour_density:
-            out.update(self._shift(view, uniform, bh))
+            out.update(self._shift(view, rng.choice(n, size=min(cfg.shift_samples, n), replace=False), bh))
         self.last_group_seconds["shift"] += time.perf_counter() - t
 
         t = time.perf_counter()
