@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch as th
 
-from qarl.training.loop import _EVAL_ADV, PROTAGONIST, LoopConfig, TwoPlayerTrainer, episode_seed
-from qarl.training.sac import Player, SACConfig
+from qarl.sac.learner import Player, SACConfig
+from qarl.training.loop import PROTAGONIST, LoopConfig, TwoPlayerTrainer
+from qarl.training.seeds import stream_seed
 
 _EDGE = 0.999  # tanh-squashed log-likelihoods are finite only strictly inside (-1, 1)
 
@@ -133,7 +134,7 @@ class CATTrainer(TwoPlayerTrainer):
         self._radius = self.config.max_radius
         n, det = self.loop.eval_episodes, self.loop.eval_deterministic
         rets = [
-            self.play_episode(self.eval_game, episode_seed(self.seed, _EVAL_ADV, k), None, det, False)[0]
+            self.play_episode(self.eval_game, stream_seed(self.seed, "eval_adversary", k), None, det, False)[0]
             for k in range(n)
         ]
         out["eval_return_adversary"] = float(np.mean(rets)) if n else float("nan")

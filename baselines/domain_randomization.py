@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qarl.sac.learner import Player, SACConfig
 from qarl.training.loop import PROTAGONIST, LoopConfig, TwoPlayerTrainer
-from qarl.training.sac import Player, SACConfig
 
 
 @dataclass(frozen=True)

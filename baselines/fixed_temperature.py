@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qarl.method import _AlphaTrainer
-from qarl.training.sac import SACConfig
+from qarl.quantal.trainers import AlphaTrainer
+from qarl.sac.learner import SACConfig
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class FixedTemperatureConfig:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
 
 
-class FixedTemperatureTrainer(_AlphaTrainer):
+class FixedTemperatureTrainer(AlphaTrainer):
     """The entropy-regularised game with a fixed adversary temperature."""
 
     paper = "Reddi et al., ICLR 2024 (QARL paper, QRE baseline)"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qarl.method import QARLTrainer
-from qarl.teacher import TeacherConfig
+from qarl.quantal.teacher import TeacherConfig
+from qarl.quantal.trainers import QARLTrainer
+from qarl.sac.learner import Player, SACConfig
 from qarl.training.loop import ADVERSARY, PROTAGONIST
-from qarl.training.sac import Player, SACConfig
 
 
 @dataclass(frozen=True)

@@ -59,13 +59,13 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
+from qarl.sac.learner import NonFiniteLossError, SACConfig
 from qarl.training.checkpoint import CheckpointError
 from qarl.training.loop import ADVERSARY, PROTAGONIST, LoopConfig, TwoPlayerTrainer
-from qarl.training.sac import NonFiniteLossError, SACConfig
+from qarl.training.seeds import stream_seed
 
 JOINT = "joint"
 _LOG_STD_MIN, _LOG_STD_MAX = -20.0, 2.0  # SB3's SAC actor clamps log-std to this range
-_SGLD_STREAM = 0x5617D  # seed-sequence tag of the SGLD noise generators
 
 
 @dataclass(frozen=True)
@@ -288,7 +288,7 @@ class JointReplayBuffer:
 class LangevinPlayer:
     """One side of the NR-MDP game: a tanh-Gaussian actor moved by :class:`PreconditionedSGLD`, and its stats.
 
-    Stands in for :class:`qarl.training.sac.Player` where the loop reads ``players`` (``pop_stats``, ``config``).
+    Stands in for :class:`qarl.sac.learner.Player` where the loop reads ``players`` (``pop_stats``, ``config``).
     """
 
     def __init__(
@@ -301,7 +301,7 @@ class LangevinPlayer:
         # and independent of the action sampling on torch's global generator.
         stream = 0 if name == PROTAGONIST else 1
         generator = th.Generator().manual_seed(
-            int(np.random.SeedSequence([seed, _SGLD_STREAM, stream]).generate_state(1)[0])
+            stream_seed(seed, "sgld", stream)
         )
         self.optimizer = PreconditionedSGLD(
             self.actor.parameters(),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qarl.sac.learner import Player, SACConfig
 from qarl.training.loop import PROTAGONIST, TwoPlayerTrainer
-from qarl.training.sac import Player, SACConfig
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from envs.core import ZeroSumGame
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,8 +67,9 @@ def spec(task_id: str) -> TaskSpec:
     )
 
 
-def make(task_id: str, **kwargs: Any) -> ZeroSumGame:
-    """Build the game ``task_id``.
+def make(task_id: str, **kwargs: Any) -> Any:
+    """Build the game ``task_id``: an :class:`envs.core.ZeroSumGame` (not imported here, so that the registry stays
+    free of MuJoCo and of an import cycle with the games).
 
     Keyword arguments go to the game's constructor, e.g. ``adversary_bound`` (float or one value
     per adversary dimension) and ``horizon`` (control steps per episode).

@@ -2,5 +2,5 @@
 
 See :mod:`qarl.diagnostics.finite` for the definitions and :mod:`qarl.diagnostics.testbed` for the testbed;
 :mod:`qarl.diagnostics.neural` for the estimators logged for the SAC critics of every trial and
-:mod:`qarl.diagnostics.bench` for their overhead benchmark.
+:mod:`qarl.bench.diagnostics` for their overhead benchmark.
 """

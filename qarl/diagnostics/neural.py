@@ -6,9 +6,9 @@ from the policy's distribution (see :mod:`qarl.diagnostics.finite` for the exact
 full text was not available to us: every definition below is this project's own estimator, chosen to mirror those
 quantities for a neural critic, and is not claimed to equal a constant of the paper.
 
-:class:`NeuralDiagnostics` is a callback run by :func:`qarl.training.run.run_trial` after every iteration: on every
+:class:`NeuralDiagnostics` is a callback run by :func:`qarl.experiment.trial.run_trial` after every iteration: on every
 ``diagnostics.every``-th iteration (1-based: iterations every, 2 every, ...) it logs, for each player whose learner
-is a stable-baselines3 SAC (``qarl.training.sac.Player`` with a ``QSAC`` model, including QARL's alpha-conditioned
+is a stable-baselines3 SAC (``qarl.sac.learner.Player`` with a ``QSAC`` model, including QARL's alpha-conditioned
 adversary), the columns ``diag/<player>/<group>/<name>`` listed in :data:`GROUPS` into the progress row; on the
 other iterations the same columns are NaN, so the parquet schema is stable. Methods without SAC critics get no
 columns for that player: ``cat`` has no adversary player (its protagonist is diagnosed). ``mixedne_ld`` (one soft
@@ -114,9 +114,10 @@ import torch as th
 from torch import nn
 
 import envs
-from qarl.temperature_sac import AlphaConditionedSAC
-from qarl.training.loop import ADVERSARY, PROTAGONIST, TwoPlayerTrainer, episode_seed
-from qarl.training.sac import QSAC, Player, squashed_log_prob
+from qarl.sac.alpha import AlphaConditionedSAC
+from qarl.sac.learner import QSAC, Player, squashed_log_prob
+from qarl.training.loop import ADVERSARY, PROTAGONIST, TwoPlayerTrainer
+from qarl.training.seeds import stream_seed
 
 #: The columns of each player, ``diag/<player>/<group>/<name>`` (definitions in the module docstring).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -127,7 +128,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "representation": ("srank", "erank", "dead_units", "coadaptation", "feature_dot"),
 }
 
-_STREAM = 0xD1A6  # seed-sequence tag of the diagnostics (episode seeds and private generators)
 _CHUNK = 8192  # rows per forward pass when evaluating many (s, a) pairs
 _MIN_TRANSITIONS = 8  # fewer stored transitions: the player's columns stay NaN
 
@@ -576,7 +576,7 @@ class NeuralDiagnostics:
             return out
         t0 = time.perf_counter()
         self.last_group_seconds = {g: 0.0 for g in GROUPS}
-        seed = int(np.random.SeedSequence([self.trainer.seed, _STREAM, iteration]).generate_state(1)[0])
+        seed = stream_seed(self.trainer.seed, "diagnostics", iteration)
         sac_players = [p for p in self.trainer.players.values() if _has_sac_critic(p)]
         policies = [(p.model.policy, p.model.policy.training) for p in sac_players]
         try:
@@ -705,7 +705,7 @@ class NeuralDiagnostics:
         f_all: dict[str, list[np.ndarray]] = {n: [] for n in views}
         g_all: dict[str, list[np.ndarray]] = {n: [] for n in views}
         for k in range(self.config.mc_episodes):
-            obs, _ = game.reset(seed=episode_seed(tr.seed, _STREAM, k))
+            obs, _ = game.reset(seed=stream_seed(tr.seed, "diagnostics", k))
             tr.after_reset(game, None)
             traj: dict[str, dict[str, list]] = {n: {"obs": [], "act": [], "logp": [], "r": []} for n in views}
             done = False
@@ -751,7 +751,7 @@ class NeuralDiagnostics:
         zero = np.zeros(game.adversary_action_space.shape)
         f_all, g_all = [], []
         for k in range(self.config.mc_episodes):
-            obs, _ = game.reset(seed=episode_seed(tr.seed, _STREAM, k))
+            obs, _ = game.reset(seed=stream_seed(tr.seed, "diagnostics", k))
             tr.after_reset(game, None)
             observations, actions, entropy, rewards = [], [], [], []
             done = False

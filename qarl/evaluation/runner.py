@@ -29,10 +29,9 @@ import torch as th
 
 import envs
 from qarl.training.loop import TwoPlayerTrainer
+from qarl.training.seeds import EVALUATION_METRICS, stream_seed
 
 POLICY_MODES = ("deterministic", "stochastic")
-_STREAMS = {"nominal": 11, "adversary": 12, "worst_case": 13, "grid": 14, "sweep_x": 15, "sweep_y": 16,
-            "disturbance_uniform": 17, "disturbance_step": 18}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class EvalConfig:
 
 
 def _seed(trial_seed: int, metric: str, index: int) -> int:
-    return int(np.random.SeedSequence([trial_seed, 0xE7A1, _STREAMS[metric], index]).generate_state(1)[0])
+    return stream_seed(trial_seed, "evaluation", EVALUATION_METRICS[metric], index)
 
 
 class GamePool:
@@ -232,7 +231,7 @@ class Evaluator:
     def _worst_case(self) -> list[dict[str, Any]]:
         """A fresh SAC adversary trained against the frozen protagonist, then evaluated against it."""
         from envs.views import AdversaryView
-        from qarl.training.sac import SACConfig, make_sac
+        from qarl.sac.learner import SACConfig, make_sac
 
         trainer, cfg = self.trainer, self.config
         prot_cfg = getattr(trainer.config, "protagonist", SACConfig())

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import envs
-from qarl.algorithms import UnknownAlgorithmError, get_algorithm
 from qarl.config import ConfigError, from_dict, load_yaml, merge
 from qarl.evaluation.runner import EvalConfig
-from qarl.training.run import TrialConfig, configs_dir, resolve_config, run_dir_for
+from qarl.experiment.registry import UnknownAlgorithmError, get_algorithm
+from qarl.experiment.trial import TrialConfig, configs_dir, resolve_config, run_dir_for
 
 # Keys of a trial config that the sweep sets itself, so an override of them would be silently lost or ambiguous.
 _OWN_KEYS = {"task": "tasks", "algorithm": "methods", "seed": "seeds", "scale": "scale"}
@@ -101,11 +101,11 @@ class SweepConfig:
     """Retries of a failed trial, each resuming from the trial's last checkpoint."""
     seeds_per_trial: int = 1
     """Seeds of one (task, method) trained together by one Ray trial (one process, their gradient steps batched:
-    :mod:`qarl.training.grouped`); each seed keeps its own run directory. ``resources`` are per Ray trial."""
+    :mod:`qarl.experiment.group`); each seed keeps its own run directory. ``resources`` are per Ray trial."""
     reproduce: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Per scale (``smoke``, ``small``): the ``tasks``, ``methods``, ``seeds`` and extra ``overrides`` and
     ``method_overrides`` that ``qarl reproduce --scale`` runs of this sweep instead of the file's own (see
-    :mod:`qarl.reproduce`).
+    :mod:`qarl.report.reproduce`).
     ``qarl sweep`` runs the file as written and ignores it."""
 
     def validate(self) -> None:

@@ -1,6 +1,6 @@
 """A sweep as a Ray Tune experiment: one trial per (task, method, seed) (DESIGN.md section 7).
 
-Each Tune trial is a function trainable that runs :func:`qarl.training.run.run_trial` in the trial's run directory
+Each Tune trial is a function trainable that runs :func:`qarl.experiment.trial.run_trial` in the trial's run directory
 under the sweep's storage path (DESIGN.md section 6) and calls ``tune.report`` after every iteration. The run
 directory, not Tune, holds the state: a retried trial (``FailureConfig``) or a trial of a resumed sweep continues
 from the newest checkpoint there, and a trial whose ``meta.json`` says ``completed`` returns at once without touching
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qarl.config import load_yaml
+from qarl.experiment.trial import TrialConfig, parse_trial_config, run_trial
 from qarl.sweep.config import PlannedTrial, SweepConfig, check_storage
 from qarl.training.checkpoint import list_checkpoints
-from qarl.training.run import TrialConfig, parse_trial_config, run_trial
 
 # Tune result keys copied from a progress row (the rest of the row stays in progress.parquet).
 _REPORTED = ("iteration", "env_steps", "steps_per_s", "wall_time", "eval_return_zero_force", "eval_return_adversary")
@@ -196,7 +196,7 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[Sequence[dict[str, A
                 meta_extra=extra,
             )
         else:
-            from qarl.training.grouped import run_group
+            from qarl.experiment.group import run_group
 
             run_group(
                 configs,

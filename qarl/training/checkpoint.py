@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from qarl.training.sac import Player
+from qarl.sac.learner import Player
 
 FORMAT = "qarl-checkpoint"
 VERSION = 1

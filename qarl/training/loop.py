@@ -22,11 +22,11 @@ import numpy as np
 import torch as th
 
 import envs
+from qarl.sac.learner import QSAC, Player, SACConfig
 from qarl.training.checkpoint import CheckpointError, load_player_state, player_state, rng_state, set_rng_state
-from qarl.training.sac import QSAC, Player, SACConfig
+from qarl.training.seeds import stream_seed
 
 PROTAGONIST, ADVERSARY = "protagonist", "adversary"
-_TRAIN, _EVAL_ADV, _EVAL_ZERO = 1, 2, 3  # seed-stream tags
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,6 @@ class LoopConfig:
             raise ValueError(f"torch_threads must be at least 1, got {self.torch_threads}")
         if self.adversary_bound is not None and not (math.isfinite(self.adversary_bound) and self.adversary_bound >= 0):
             raise ValueError(f"adversary_bound must be a finite number >= 0, got {self.adversary_bound}")
-
-
-def episode_seed(seed: int, stream: int, index: int) -> int:
-    """A 32-bit reset seed for episode ``index`` of a stream, independent across streams and trial seeds."""
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
 class TwoPlayerTrainer:
@@ -219,7 +214,7 @@ class TwoPlayerTrainer:
             returns = []
             for _ in range(self.loop.episodes_per_phase):
                 self.begin_episode(phase)
-                seed = episode_seed(self.seed, _TRAIN, self.train_episodes)
+                seed = stream_seed(self.seed, "train", self.train_episodes)
                 ret, disc, length = self.play_episode(self.game, seed, phase, False, ADVERSARY in self.players)
                 self.end_episode(phase, ret, disc)
                 self.train_episodes += 1
@@ -247,14 +242,14 @@ class TwoPlayerTrainer:
         out = {}
         if ADVERSARY in self.players:
             rets = [
-                self.play_episode(self.eval_game, episode_seed(self.seed, _EVAL_ADV, k), None, det, True)[0]
+                self.play_episode(self.eval_game, stream_seed(self.seed, "eval_adversary", k), None, det, True)[0]
                 for k in range(n)
             ]
             out["eval_return_adversary"] = float(np.mean(rets)) if n else math.nan
         else:
             out["eval_return_adversary"] = math.nan
         rets = [
-            self.play_episode(self.eval_game, episode_seed(self.seed, _EVAL_ZERO, k), None, det, False)[0]
+            self.play_episode(self.eval_game, stream_seed(self.seed, "eval_zero_force", k), None, det, False)[0]
             for k in range(n)
         ]
         out["eval_return_zero_force"] = float(np.mean(rets)) if n else math.nan

@@ -13,9 +13,9 @@ import envs
 from baselines.cat import CATConfig, mas_attack, radius_schedule
 from baselines.domain_randomization import draw_params
 from baselines.force_curriculum import budget_fraction
-from qarl.algorithms import get_algorithm
+from qarl.experiment.registry import get_algorithm
+from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.training.loop import ADVERSARY, PROTAGONIST
-from qarl.training.run import resolve_config, run_dir_for, run_trial
 
 METHODS = ["force_curriculum", "cat", "domain_randomization"]
 TIMING = ["wall_time", "steps_per_s"]

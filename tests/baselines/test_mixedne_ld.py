@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch as th
 
-import qarl.algorithms
+import qarl.experiment.registry
 from baselines.mixedne_ld import JOINT, MixedNELDConfig, MixedNELDTrainer, PreconditionedSGLD
 from qarl.cli import main as qarl_main
 from qarl.config import ConfigError, from_dict, load_yaml
+from qarl.experiment.trial import configs_dir, resolve_config, run_dir_for, run_trial
 from qarl.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from qarl.training.loop import ADVERSARY, PROTAGONIST
-from qarl.training.run import configs_dir, resolve_config, run_dir_for, run_trial
 
 ALGO = "mixedne_ld"
 TIMING = ["wall_time", "steps_per_s"]
@@ -25,8 +25,8 @@ TIMING = ["wall_time", "steps_per_s"]
 
 @pytest.fixture(autouse=True)
 def _registered(monkeypatch):
-    # the lead registers the method in qarl/algorithms.py; until then (and regardless) register it here
-    monkeypatch.setitem(qarl.algorithms.ALGORITHMS, ALGO, "baselines.mixedne_ld:MixedNELDTrainer")
+    # the lead registers the method in qarl/experiment/registry.py; until then (and regardless) register it here
+    monkeypatch.setitem(qarl.experiment.registry.ALGORITHMS, ALGO, "baselines.mixedne_ld:MixedNELDTrainer")
 
 
 def _quiet(msg: str) -> None:

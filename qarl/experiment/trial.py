@@ -1,0 +1,351 @@
+"""One trial (task, method, seed) in its run directory (DESIGN.md section 6).
+
+``<out>/<experiment>/<task>/<algorithm>/seed=<k>/`` holds ``config.yaml`` (resolved), ``meta.json``
+(versions, git revision, host, times, status, failure reason), ``progress.parquet`` (one row per
+iteration) and ``checkpoints/``. Progress and metadata are rewritten atomically after every iteration;
+a checkpoint every ``loop.checkpoint_every`` iterations lets ``resume=True`` continue exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import envs
+from qarl.config import ConfigError, dump_yaml, from_dict, load_yaml, merge, to_dict
+from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
+from qarl.evaluation.runner import EvalConfig, evaluate_trainer
+from qarl.experiment.registry import get_algorithm
+from qarl.sac.learner import NonFiniteLossError, SACConfig
+from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
+from qarl.training.loop import LoopConfig, TwoPlayerTrainer
+
+SCALES = ("smoke", "small", "paper")
+_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval", "diagnostics")
+_PACKAGES = ("qarl", "torch", "stable-baselines3", "gymnasium", "mujoco", "dm-control", "numpy", "pandas", "ray")
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (next to the packages)."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """A resolved trial: what ``config.yaml`` holds (the method's fields sit at the top level)."""
+
+    task: str
+    algorithm: str
+    seed: int
+    scale: str
+    loop: LoopConfig
+    algo: Any
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    diagnostics: DiagnosticsConfig = dataclasses.field(default_factory=DiagnosticsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "algorithm": self.algorithm,
+            "seed": self.seed,
+            "scale": self.scale,
+            "loop": to_dict(self.loop),
+            "eval": to_dict(self.eval),
+            "diagnostics": to_dict(self.diagnostics),
+            **to_dict(self.algo),
+        }
+
+
+def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
+    """Validate a resolved config dict (as in ``config.yaml``)."""
+    for key in ("task", "algorithm", "seed", "scale"):
+        if key not in data:
+            raise ConfigError(f"{key}: required")
+    task, algorithm, seed, scale = data["task"], data["algorithm"], data["seed"], data["scale"]
+    envs.spec(task)  # UnknownTaskError names close matches
+    trainer_cls = get_algorithm(algorithm)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    if scale not in SCALES:
+        raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
+    loop = from_dict(LoopConfig, data.get("loop") or {}, "loop")
+    evaluation = from_dict(EvalConfig, data.get("eval") or {}, "eval")
+    diagnostics = from_dict(DiagnosticsConfig, data.get("diagnostics") or {}, "diagnostics")
+    algo = from_dict(trainer_cls.config_cls, {k: v for k, v in data.items() if k not in _TOP_KEYS})
+    return TrialConfig(task, algorithm, seed, scale, loop, algo, evaluation, diagnostics)
+
+
+def resolve_config(
+    task: str, algorithm: str, seed: int, scale: str = "smoke", overrides: Mapping[str, Any] | None = None
+) -> TrialConfig:
+    """Method YAML, then the scale's overrides, then the user's ``overrides`` (``--set``), validated."""
+    if scale not in SCALES:
+        raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
+    trainer_cls = get_algorithm(algorithm)
+    envs.spec(task)
+    algo_yaml = load_yaml(configs_dir() / "algorithms" / f"{algorithm}.yaml")
+    scales = load_yaml(configs_dir() / "scales.yaml")
+    scale_cfg = scales.get(scale) or {}
+    data: dict[str, Any] = merge({"task": task, "algorithm": algorithm, "seed": seed, "scale": scale}, algo_yaml)
+    data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
+    data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
+    # the scale's learner overrides apply to every SAC player of the method
+    for f in dataclasses.fields(trainer_cls.config_cls):
+        if _is_sac_field(trainer_cls.config_cls, f.name):
+            data = merge(data, {f.name: scale_cfg.get("players") or {}})
+    data = merge(data, overrides or {})
+    for key in ("task", "algorithm", "seed"):
+        if data[key] != {"task": task, "algorithm": algorithm, "seed": seed}[key]:
+            raise ConfigError(f"{key}: set it with its own option, not with --set")
+    return parse_trial_config(data)
+
+
+def _is_sac_field(cls: type, name: str) -> bool:
+    default = next(f for f in dataclasses.fields(cls) if f.name == name).default_factory  # type: ignore[misc]
+    return default is SACConfig
+
+
+def run_dir_for(out: str | os.PathLike, experiment: str, task: str, algorithm: str, seed: int) -> Path:
+    return Path(out) / experiment / task / algorithm / f"seed={seed}"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_progress(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_revision() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        return {"revision": rev, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": None, "dirty": None}
+
+
+class TrialError(Exception):
+    """A user-facing problem with a trial's directory or arguments (reported without a traceback)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_trial(
+    config: TrialConfig | None = None,
+    *,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    iterations: int | None = None,
+    log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+    meta_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or with ``resume=True`` continue) one trial in ``run_dir``; returns its ``meta.json`` dict.
+
+    ``config`` is required for a new run; on resume the saved ``config.yaml`` is used, and ``iterations``
+    may extend it. ``stop_after`` ends the process's work after that many iterations of this call (tests).
+    ``on_iteration`` is called with each progress row once it (and any checkpoint) is on disk (Ray Tune's
+    ``tune.report``); ``meta_extra`` adds keys to ``meta.json`` (the Ray node id and worker pid of a sweep trial).
+    """
+    run_dir = Path(run_dir)
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    config_file, meta_file, progress_file = run_dir / "config.yaml", run_dir / "meta.json", run_dir / "progress.parquet"
+    ckpt_dir = run_dir / "checkpoints"
+    if resume:
+        if not config_file.exists():
+            raise TrialError(f"nothing to resume: {config_file} does not exist")
+        saved = parse_trial_config(load_yaml(config_file))
+        ignored = {"loop": saved.loop, "eval": saved.eval, "diagnostics": saved.diagnostics}  # do not touch training
+        if config is not None and dataclasses.replace(config, **ignored) != saved:
+            given, have = config.to_dict(), saved.to_dict()
+            diff = sorted(k for k in set(given) | set(have) if k != "loop" and given.get(k) != have.get(k))
+            raise TrialError(f"{run_dir} was started with another config (differs in {diff}); resume it as it is")
+        config = saved
+    elif config is None:
+        raise TrialError("a config is needed to start a trial")
+    elif config_file.exists() or progress_file.exists() or list_checkpoints(ckpt_dir):
+        raise TrialError(
+            f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out/--experiment"
+        )
+    if iterations is not None:
+        if iterations < 1:
+            raise TrialError(f"iterations must be at least 1, got {iterations}")
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, iterations=iterations))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_yaml(config.to_dict(), config_file)
+    trainer_cls = get_algorithm(config.algorithm)
+    trainer: TwoPlayerTrainer = trainer_cls(config.task, config.algo, config.loop, config.seed)
+    identity = {"task": config.task, "algorithm": config.algorithm, "seed": config.seed}
+    diagnostics = NeuralDiagnostics(trainer, config.diagnostics) if config.diagnostics.enabled else None
+
+    rows: list[dict[str, Any]] = []
+    meta: dict[str, Any] = json.loads(meta_file.read_text()) if (resume and meta_file.exists()) else {}
+    if resume:
+        found = list_checkpoints(ckpt_dir)
+        if found:
+            it, path = found[-1]
+            state = load_checkpoint(path, expect=identity)
+            _check_same_config(state.get("config", {}), config, path)
+            trainer.load_state_dict(state["trainer"])
+            if progress_file.exists():
+                rows = [r for r in pd.read_parquet(progress_file).to_dict("records") if r["iteration"] <= it]
+            log(f"resuming {run_dir} from iteration {it} ({path.name})")
+        else:
+            log(f"no checkpoint in {ckpt_dir}: starting {run_dir} from the beginning")
+    meta.update(
+        identity,
+        status="running",
+        failure_reason=None,
+        started=meta.get("started", _now()),
+        resumed=[*meta.get("resumed", []), _now()] if resume else [],
+        host=socket.gethostname(),
+        command=sys.argv,
+        versions=_versions(),
+        git=_git_revision(),
+        iterations=config.loop.iterations,
+    )
+    meta.update(meta_extra or {})
+    _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+    target = config.loop.iterations
+    done_here = 0
+    t_start = time.perf_counter()
+    try:
+        while trainer.iteration < target:
+            row = trainer.run_iteration()
+            if diagnostics is not None:  # reads the players, never changes them (qarl/diagnostics/neural.py)
+                row.update(diagnostics.on_iteration_end(trainer.iteration))
+            rows.append(row)
+            _write_progress(progress_file, rows)
+            it = trainer.iteration
+            if it % config.loop.checkpoint_every == 0 or it == target:
+                save_checkpoint(
+                    checkpoint_path(ckpt_dir, it),
+                    {**identity, "config": config.to_dict(), "trainer": trainer.state_dict()},
+                )
+                for _, old in list_checkpoints(ckpt_dir)[: -config.loop.keep_checkpoints]:
+                    old.unlink()
+            log(_progress_line(config, row, target, time.perf_counter() - t_start))
+            if on_iteration is not None:
+                on_iteration(row)
+            done_here += 1
+            if stop_after is not None and done_here >= stop_after and trainer.iteration < target:
+                meta.update(status="stopped", finished=_now())
+                return meta
+        if config.eval.enabled and not (run_dir / "eval.parquet").exists():
+            meta.update(status="evaluating")
+            _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+            t_eval = time.perf_counter()
+            evaluate_trainer(trainer, config.eval, run_dir / "eval.parquet", log=log)
+            meta["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
+            log(f"evaluation written to {run_dir / 'eval.parquet'} ({meta['eval_seconds']}s)")
+        meta.update(status="completed", finished=_now())
+    except NonFiniteLossError as exc:
+        meta.update(status="failed", failure_reason=f"non-finite loss: {exc}", finished=_now())
+    except KeyboardInterrupt:
+        meta.update(status="interrupted", failure_reason="interrupted (KeyboardInterrupt or SIGTERM)", finished=_now())
+        raise
+    except Exception as exc:
+        meta.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc}", finished=_now())
+        raise
+    finally:
+        meta["iterations_done"] = trainer.iteration
+        _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+    return meta
+
+
+def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrainer, int]:
+    """The trial of ``run_dir`` restored from its newest checkpoint: (config, trainer, iteration)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise TrialError(f"{run_dir} is not a run directory (no config.yaml)")
+    config = parse_trial_config(load_yaml(run_dir / "config.yaml"))
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise TrialError(f"{run_dir} has no checkpoint to evaluate")
+    it, path = found[-1]
+    state = load_checkpoint(path, expect={"task": config.task, "algorithm": config.algorithm, "seed": config.seed})
+    trainer = get_algorithm(config.algorithm)(config.task, config.algo, config.loop, config.seed)
+    trainer.load_state_dict(state["trainer"])
+    return config, trainer, it
+
+
+def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:
+    now = config.to_dict()
+    # the iteration count may be extended; the evaluation and diagnostics settings do not touch training
+    strip = lambda d: {  # noqa: E731
+        **{k: v for k, v in d.items() if k not in ("eval", "diagnostics")},
+        "loop": {k: v for k, v in d.get("loop", {}).items() if k != "iterations"},
+    }
+    if strip(saved) != strip(now):
+        diff = sorted(k for k in set(saved) | set(now) if strip(saved).get(k) != strip(now).get(k))
+        raise TrialError(f"checkpoint {path} was written with another config (differs in {diff})")
+
+
+def _progress_line(config: TrialConfig, row: dict[str, Any], target: int, elapsed: float) -> str:
+    adv = row.get("eval_return_adversary")
+    adv_txt = "" if adv is None or adv != adv else f" | eval vs adversary {adv:8.2f}"
+    return (
+        f"[{config.task} {config.algorithm} seed={config.seed}] iter {row['iteration']}/{target}"
+        f" | {row['env_steps']} steps | {row['steps_per_s']:.0f} steps/s{adv_txt}"
+        f" | eval zero-force {row['eval_return_zero_force']:8.2f} | {elapsed:.0f}s"
+    )
+
+
+def trial_summary(meta: Mapping[str, Any]) -> str:
+    return f"{meta.get('status')}: {meta.get('task')} {meta.get('algorithm')} seed={meta.get('seed')}" + (
+        f" ({meta['failure_reason']})" if meta.get("failure_reason") else ""
+    )
+
+
+__all__: Sequence[str] = [
+    "SCALES",
+    "TrialConfig",
+    "TrialError",
+    "parse_trial_config",
+    "resolve_config",
+    "run_dir_for",
+    "run_trial",
+]

@@ -1,0 +1,556 @@
+"""Plotting functions of the paper figures and tables (``qarl reproduce``).
+
+Each function reads run directories (DESIGN.md section 6: ``config.yaml``, ``meta.json``, ``progress.parquet``,
+``eval.parquet``) and writes its PNG and its table (Markdown and CSV) into ``out``; the Markdown states the command,
+scale, seeds, methods, tasks and package versions of the runs it was drawn from, and lists runs that did not complete
+(they are never averaged). Nothing is drawn from data other than the runs given.
+
+Statistics: "mean and 95% t-interval" is the mean over seeds with the half-width ``t(0.975, n - 1) * s / sqrt(n)``;
+"spread over seeds" is the standard deviation over seeds (ddof 1). Both are NaN for a single seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qarl.config import load_yaml
+
+FIGURE_DPI = 110
+
+
+class FigureError(ValueError):
+    """The runs given cannot make the figure (e.g. no completed run of a method the figure needs)."""
+
+
+@dataclass
+class Run:
+    """One run directory's files (``progress`` and ``eval`` are read on first use)."""
+
+    path: Path
+    config: dict[str, Any]
+    meta: dict[str, Any]
+    _progress: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def task(self) -> str:
+        return str(self.config["task"])
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.config["algorithm"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def completed(self) -> bool:
+        return self.meta.get("status") == "completed"
+
+    @property
+    def progress(self) -> pd.DataFrame:
+        if self._progress is None:
+            f = self.path / "progress.parquet"
+            if not f.exists():
+                raise FigureError(f"{self.path}: no progress.parquet")
+            self._progress = pd.read_parquet(f)
+        return self._progress
+
+
+def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
+    """The runs of ``run_dirs`` (each must hold config.yaml and meta.json)."""
+    runs = []
+    for d in run_dirs:
+        path = Path(d)
+        for name in ("config.yaml", "meta.json"):
+            if not (path / name).exists():
+                raise FigureError(f"{path} is not a run directory (no {name})")
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except json.JSONDecodeError as e:
+            raise FigureError(f"{path / 'meta.json'}: not valid JSON ({e})") from None
+        runs.append(Run(path, load_yaml(path / "config.yaml"), meta))
+    if not runs:
+        raise FigureError("no run directories given")
+    return runs
+
+
+def _completed(runs: list[Run], need: str) -> list[Run]:
+    done = [r for r in runs if r.completed]
+    if not done:
+        raise FigureError(f"no completed run to draw {need} from ({len(runs)} runs, none completed)")
+    return done
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval) over seeds; the half-width is NaN for fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) < 2:
+        return float(x.mean()), math.nan
+    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def _band(ax: Any, table: pd.DataFrame, **plot_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Plot the mean over the columns (seeds) of each row of ``table`` with its 95% t-interval as a band; returns
+    (mean, half-width) per row (half-width 0 where it is undefined)."""
+    stats = [t_interval(table.loc[i].to_numpy()) for i in table.index]
+    mean = np.array([m for m, _ in stats])
+    half = np.nan_to_num(np.array([h for _, h in stats]))
+    ax.plot(table.index, mean, **plot_kwargs)
+    ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
+    return mean, half
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _provenance(title: str, runs: list[Run], what: str) -> list[str]:
+    """Markdown lines: what the figure shows, and the commands, scales, seeds, methods, tasks and versions behind it."""
+    done = [r for r in runs if r.completed]
+    versions: dict[str, set[str]] = {}
+    for r in done or runs:
+        for k, v in (r.meta.get("versions") or {}).items():
+            if v:
+                versions.setdefault(k, set()).add(str(v))
+    commands = sorted({_command(r.meta) for r in runs})
+    revisions = sorted({str((r.meta.get("git") or {}).get("revision")) for r in runs})
+    scales = sorted({str(r.config.get("scale")) for r in runs})
+    lines = [
+        f"# {title}",
+        "",
+        what,
+        "",
+        f"Runs: {len(done)} completed of {len(runs)}; scale(s) {', '.join(scales)}; "
+        f"tasks {', '.join(sorted({r.task for r in runs}))}; methods {', '.join(sorted({r.algorithm for r in runs}))}; "
+        f"seeds {', '.join(map(str, sorted({r.seed for r in runs})))}.",
+        f"Versions: {'; '.join(k + ' ' + ', '.join(sorted(v)) for k, v in sorted(versions.items()))}.",
+        f"Git revision(s): {', '.join(revisions)}.",
+        "",
+        "Commands that produced the runs:",
+        "",
+        *[f"    {c}" for c in commands[:20]],
+        *([f"    ... and {len(commands) - 20} more"] if len(commands) > 20 else []),
+        "",
+    ]
+    failed = [r for r in runs if not r.completed]
+    if failed:
+        lines += ["Runs not completed (left out of every number):", ""]
+        lines += [f"- {r.path}: {r.meta.get('status')} ({r.meta.get('failure_reason')})" for r in failed]
+        lines.append("")
+    return lines
+
+
+def _command(meta: dict[str, Any]) -> str:
+    argv = [str(a) for a in (meta.get("command") or ["?"])]
+    argv[0] = Path(argv[0]).name
+    return " ".join(argv)
+
+
+def _md_table(df: pd.DataFrame, fmt: str = "{:.4g}") -> list[str]:
+    def cell(x: Any) -> str:
+        if isinstance(x, (float, np.floating)):
+            return "-" if not np.isfinite(x) else fmt.format(0.0 if abs(x) < 1e-9 else x)
+        return str(x)
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "---|" * len(df.columns)
+    return [header, sep, *["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]]
+
+
+def _write(out: Path, stem: str, fig: Any, table: pd.DataFrame, md_head: list[str], note: str = "") -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    png, csv, md = out / f"{stem}.png", out / f"{stem}.csv", out / f"{stem}.md"
+    fig.savefig(png, dpi=FIGURE_DPI)
+    table.to_csv(csv, index=False)
+    lines = [*md_head, *_md_table(table), "", *([note, ""] if note else []), f"![{stem}]({png.name})", ""]
+    md.write_text("\n".join(lines))
+    return [png, md, csv]
+
+
+def _evals(runs: list[Run], policy_mode: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    from qarl.report.leaderboard import load_evals
+
+    evals, records = load_evals([r.path for r in runs])
+    if len(evals) and not (evals["policy_mode"] == policy_mode).any():
+        modes = sorted(map(str, evals["policy_mode"].unique()))
+        raise FigureError(f"no eval rows with policy mode {policy_mode!r}; the runs have {', '.join(modes)}")
+    return evals[evals["policy_mode"] == policy_mode], records
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# QARL paper
+
+
+def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", reference: str = "sac") -> list[Path]:
+    """% change vs ``reference`` of performance (nominal return) and robustness (grid mean), per method.
+
+    Per task, a seed's % change is ``100 (x_seed - m_ref) / |m_ref|`` with ``m_ref`` the reference method's mean over
+    its seeds on that task; the table gives, per method, the mean over tasks of the per-task mean over seeds, and the
+    spread (std over seeds, averaged over tasks).
+    """
+    done = _completed(runs, "table1")
+    evals, _ = _evals(done, policy_mode)
+    per_seed = []
+    for (task, algo, seed), block in evals.groupby(["task", "algorithm", "seed"]):
+        per_seed.append({
+            "task": task, "algorithm": algo, "seed": seed,
+            "nominal": block.loc[block.metric == "nominal", "return"].mean(),
+            "grid_mean": block.loc[block.metric == "grid", "return"].mean(),
+        })  # fmt: skip
+    ps = pd.DataFrame(per_seed)
+    if reference not in set(ps["algorithm"]):
+        raise FigureError(f"table1 needs completed runs of the reference method {reference!r}")
+    rows = []
+    for algo in sorted(set(ps["algorithm"])):
+        perf, rob, perf_sd, rob_sd, tasks = [], [], [], [], []
+        for task in sorted(set(ps["task"])):
+            ref = ps[(ps.task == task) & (ps.algorithm == reference)]
+            mine = ps[(ps.task == task) & (ps.algorithm == algo)]
+            if ref.empty or mine.empty:
+                continue
+            p = 100 * (mine["nominal"] - ref["nominal"].mean()) / abs(ref["nominal"].mean())
+            r = 100 * (mine["grid_mean"] - ref["grid_mean"].mean()) / abs(ref["grid_mean"].mean())
+            perf.append(p.mean())
+            rob.append(r.mean())
+            perf_sd.append(p.std(ddof=1) if len(p) > 1 else math.nan)
+            rob_sd.append(r.std(ddof=1) if len(r) > 1 else math.nan)
+            tasks.append(task)
+        rows.append({
+            "method": algo, "tasks": len(tasks), "seeds": int(ps[ps.algorithm == algo]["seed"].nunique()),
+            "performance_pct": float(np.mean(perf)) if perf else math.nan,
+            "performance_sd": float(np.nanmean(perf_sd)) if any(np.isfinite(perf_sd)) else math.nan,
+            "robustness_pct": float(np.mean(rob)) if rob else math.nan,
+            "robustness_sd": float(np.nanmean(rob_sd)) if any(np.isfinite(rob_sd)) else math.nan,
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    fig, axes = _figure(2)
+    for ax, col, label in zip(axes[0], ("performance", "robustness"), ("nominal return", "grid mean"), strict=True):
+        ax.bar(table["method"], table[f"{col}_pct"], yerr=table[f"{col}_sd"].fillna(0), capsize=3, color="tab:blue")
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_title(f"{col}: % change vs {reference} ({label})")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+    head = _provenance(
+        "QARL Table 1 form: % change vs SAC",
+        runs,
+        f"Per method: % change of the nominal return (performance) and of the grid-mean return (robustness) vs "
+        f"`{reference}` on the same task, {policy_mode} policy, mean over tasks; `_sd`: std over seeds.",
+    )
+    return _write(out, "table1", fig, table, head)
+
+
+def curves(runs: list[Run], out: Path) -> list[Path]:
+    """Evaluation return vs iteration, with and without the adversary, per task and method (mean, 95% t-interval)."""
+    done = _completed(runs, "curves")
+    tasks = sorted({r.task for r in done})
+    fig, axes = _figure(2, len(tasks))
+    rows = []
+    for i, task in enumerate(tasks):
+        for j, (col, label) in enumerate(
+            (("eval_return_zero_force", "without the adversary"), ("eval_return_adversary", "against the adversary"))
+        ):
+            ax = axes[i][j]
+            for algo in sorted({r.algorithm for r in done if r.task == task}):
+                mine = [r for r in done if r.task == task and r.algorithm == algo]
+                table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
+                if table.isna().all().all():
+                    continue  # e.g. no adversary: nothing to draw
+                mean, half = _band(ax, table, label=algo)
+                rows.append({"task": task, "metric": col, "method": algo, "seeds": table.shape[1],
+                             "final_mean": mean[-1], "final_ci95": half[-1] if table.shape[1] > 1 else math.nan})
+            ax.set_title(f"{task}: {label}", fontsize=9)
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("return")
+            ax.legend(fontsize=7)
+    what = "Evaluation return after each iteration (mean over seeds, 95% t-interval)."
+    head = _provenance("Learning curves", runs, what)
+    return _write(out, "curves", fig, pd.DataFrame(rows), head)
+
+
+def temperature(runs: list[Run], out: Path) -> list[Path]:
+    """The QARL teacher's mean temperature (alpha) and kappa per iteration (mean and 95% t-interval over seeds)."""
+    done = [r for r in _completed(runs, "temperature") if "teacher_kappa" in r.progress.columns]
+    if not done:
+        raise FigureError("temperature needs completed runs of a method with a teacher (teacher_kappa column)")
+    fig, axes = _figure(2)
+    rows = []
+    for task in sorted({r.task for r in done}):
+        for algo in sorted({r.algorithm for r in done if r.task == task}):
+            mine = [r for r in done if r.task == task and r.algorithm == algo]
+            for ax, col in zip(axes[0], ("alpha_mean", "teacher_kappa"), strict=True):
+                table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
+                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
+                for it, m, h in zip(table.index, mean, half, strict=True):
+                    rows.append({"task": task, "method": algo, "iteration": int(it), "column": col,
+                                 "mean": m, "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)})
+    axes[0][0].set_title("mean adversary temperature alpha per iteration")
+    axes[0][1].set_title("teacher kappa (Gamma shape) per iteration")
+    for ax in axes[0]:
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
+    table = pd.DataFrame(rows).pivot_table(index=["task", "method", "iteration", "seeds"], columns="column",
+                                           values=["mean", "ci95"]).reset_index()  # fmt: skip
+    table.columns = ["_".join(c for c in col if c) if isinstance(col, tuple) else col for col in table.columns]
+    head = _provenance("QARL curriculum trace", runs, "The teacher's kappa and the mean sampled alpha per iteration.")
+    return _write(out, "temperature", fig, table, head)
+
+
+def heatmaps(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """Mass x friction grids: one PNG per task with a panel per method on a shared colour scale, and the cell table."""
+    from qarl.report.leaderboard import _grid_cells, _heatmap_name, _write_heatmap
+
+    done = _completed(runs, "heatmaps")
+    evals, _ = _evals(done, policy_mode)
+    cells = _grid_cells(evals)
+    if cells.empty:
+        raise FigureError("heatmaps: the runs have no grid rows")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task in sorted(cells["task"].unique()):
+        path = out / _heatmap_name(task)
+        _write_heatmap(cells[cells["task"] == task], task, path, policy_mode)
+        written.append(path)
+    head = _provenance("Robustness grids", runs, f"Mean grid return per cell and method ({policy_mode} policy).")
+    cells.to_csv(out / "heatmaps.csv", index=False)
+    summary = cells.groupby(["task", "algorithm"])["mean_return"].agg(["mean", "min", "max"]).reset_index()
+    (out / "heatmaps.md").write_text(
+        "\n".join([*head, *_md_table(summary), "", *[f"![{p.stem}]({p.name})" for p in written], ""])
+    )
+    return [*written, out / "heatmaps.md", out / "heatmaps.csv"]
+
+
+def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: str = "sweeps") -> list[Path]:
+    """Return vs each robustness parameter alone (the 1-D sweeps), per task and method (mean, 95% t over seeds)."""
+    done = _completed(runs, "sweeps")
+    evals, _ = _evals(done, policy_mode)
+    tasks = sorted(evals["task"].unique())
+    fig, axes = _figure(2, len(tasks))
+    rows = []
+    for i, task in enumerate(tasks):
+        for j, metric in enumerate(("sweep_x", "sweep_y")):
+            ax = axes[i][j]
+            block = evals[(evals.task == task) & (evals.metric == metric)]
+            if block.empty:
+                continue
+            param = block["param_x"].iloc[0] if metric == "sweep_x" else block["param_y"].iloc[0]
+            value = "value_x" if metric == "sweep_x" else "value_y"
+            for algo, b in block.groupby("algorithm"):
+                per_seed = b.groupby([value, "seed"])["return"].mean().unstack("seed")
+                mean, half = _band(ax, per_seed, marker="o", ms=3, label=algo)
+                rows += [{"task": task, "parameter": param, "value": v, "method": algo, "mean_return": m,
+                          "ci95": h if per_seed.shape[1] > 1 else math.nan, "seeds": per_seed.shape[1]}
+                         for v, m, h in zip(per_seed.index, mean, half, strict=True)]  # fmt: skip
+            ax.set_title(f"{task}: return vs {param}", fontsize=9)
+            ax.set_xlabel(str(param))
+            ax.set_ylabel("return")
+            ax.legend(fontsize=7)
+    what = f"Return vs one parameter at a time, the others nominal ({policy_mode} policy)."
+    head = _provenance("1-D robustness sweeps", runs, what)
+    return _write(out, stem, fig, pd.DataFrame(rows), head)
+
+
+def boxplots(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """Per-seed final returns without the adversary (nominal) and against the worst-case adversary, per method."""
+    done = _completed(runs, "boxplots")
+    evals, _ = _evals(done, policy_mode)
+    tasks = sorted(evals["task"].unique())
+    fig, axes = _figure(2, len(tasks))
+    rows = []
+    for i, task in enumerate(tasks):
+        for j, metric in enumerate(("nominal", "worst_case")):
+            ax = axes[i][j]
+            block = evals[(evals.task == task) & (evals.metric == metric)]
+            per_seed = block.groupby(["algorithm", "seed"])["return"].mean()
+            algos = sorted(per_seed.index.get_level_values(0).unique())
+            if algos:
+                ax.boxplot([per_seed.loc[a].to_numpy() for a in algos], tick_labels=algos)
+            ax.set_title(f"{task}: {metric.replace('_', '-')} return", fontsize=9)
+            ax.tick_params(axis="x", rotation=60, labelsize=7)
+            for (algo, seed), v in per_seed.items():
+                rows.append({"task": task, "metric": metric, "method": algo, "seed": seed, "return": v})
+    table = pd.DataFrame(rows)
+    head = _provenance("Final returns", runs, f"Mean return per seed ({policy_mode} policy), nominal and worst case.")
+    return _write(out, "boxplots", fig, table, head)
+
+
+def ablation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """QARL vs its ablations: IQM (95% bootstrap interval) of the nominal return and of the grid mean per task."""
+    from qarl.report.leaderboard import compute_leaderboard
+
+    done = _completed(runs, "ablation")
+    evals, records = _evals(done, policy_mode)
+    main = compute_leaderboard(evals, records, policy_mode=policy_mode, reference="qarl", baseline="qarl")["main"]
+    table = main[["task", "algorithm", "n_seeds", "nominal_iqm", "nominal_low", "nominal_high", "grid_mean_iqm",
+                  "grid_mean_low", "grid_mean_high", "performance_pct", "robustness_pct"]]  # fmt: skip
+    table = table.rename(columns={"performance_pct": "nominal_pct_vs_qarl", "robustness_pct": "grid_pct_vs_qarl"})
+    tasks = sorted(table["task"].unique())
+    fig, axes = _figure(2, len(tasks))
+    for i, task in enumerate(tasks):
+        block = table[table.task == task]
+        for j, m in enumerate(("nominal", "grid_mean")):
+            err = np.nan_to_num(np.abs(block[[f"{m}_low", f"{m}_high"]].to_numpy().T - block[f"{m}_iqm"].to_numpy()))
+            axes[i][j].bar(block["algorithm"], block[f"{m}_iqm"], yerr=err, capsize=3)
+            axes[i][j].set_title(f"{task}: {m} (IQM)", fontsize=9)
+            axes[i][j].tick_params(axis="x", rotation=60, labelsize=7)
+    what = f"IQM over seeds with 95% stratified-bootstrap intervals ({policy_mode} policy)."
+    head = _provenance("QARL ablations", runs, what)
+    return _write(out, "ablation", fig, table.reset_index(drop=True), head)
+
+
+def navigation(runs: list[Run], out: Path, factors: Sequence[float] = (1, 2, 3, 4), episodes: int = 5) -> list[Path]:
+    """Quadruped navigation: success rate and distance to goal vs a constant wind at 1x..4x the training bound.
+
+    For each completed ``dmc/quadruped-navigate`` run, the protagonist (mean actions) walks ``episodes`` episodes per
+    factor k with the wind held at k times the trial's adversary bound (in the corridor's wind band). Success: the
+    final distance to the goal is under 1 m (the task's success radius).
+    """
+    import envs
+    from qarl.experiment.trial import load_trainer
+    from qarl.training.seeds import stream_seed
+
+    done = [r for r in _completed(runs, "navigation") if r.task == "dmc/quadruped-navigate"]
+    if not done:
+        raise FigureError("navigation needs completed dmc/quadruped-navigate runs")
+    rows = []
+    for run in done:
+        _, trainer, _ = load_trainer(run.path)
+        trainer.prepare_evaluation()
+        bound = float(np.max(trainer.game.adversary_bound))
+        game = envs.make(run.task, horizon=trainer.loop.horizon, adversary_bound=bound * max(factors))
+        for k in factors:
+            for e in range(episodes):
+                obs, _ = game.reset(seed=stream_seed(run.seed, "navigation_wind", e))
+                done_ep, info = False, {}
+                while not done_ep:
+                    action, _ = trainer.eval_actions(obs[None], True, False)
+                    obs, _, terminated, truncated, info = game.step(action[0], np.array([k * bound]))
+                    done_ep = terminated or truncated
+                distance = float(info["distance_to_goal"])
+                rows.append({"method": run.algorithm, "seed": run.seed, "wind_factor": k, "episode": e,
+                             "distance": distance, "success": distance < 1.0})  # fmt: skip
+    ep = pd.DataFrame(rows)
+    table = ep.groupby(["method", "wind_factor"]).agg(
+        seeds=("seed", "nunique"), success_rate=("success", "mean"), mean_distance=("distance", "mean")
+    ).reset_index()
+    fig, axes = _figure(2)
+    for algo, b in table.groupby("method"):
+        axes[0][0].plot(b["wind_factor"], b["success_rate"], marker="o", label=algo)
+        axes[0][1].plot(b["wind_factor"], b["mean_distance"], marker="o", label=algo)
+    axes[0][0].set_title("success rate vs wind (x training bound)")
+    axes[0][1].set_title("final distance to goal (m) vs wind")
+    for ax in axes[0]:
+        ax.set_xlabel("wind factor")
+        ax.legend(fontsize=7)
+    head = _provenance("Quadruped navigation under wind", runs,
+                       f"{episodes} episodes per run and wind factor, deterministic protagonist, constant wind.")
+    return _write(out, "navigation", fig, table, head)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# RARL paper
+
+
+def percentile(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """Sorted final nominal returns over seeds per method and task (the RARL paper's percentile plot)."""
+    done = _completed(runs, "percentile")
+    evals, _ = _evals(done, policy_mode)
+    nominal = evals[evals.metric == "nominal"].groupby(["task", "algorithm", "seed"])["return"].mean().reset_index()
+    tasks = sorted(nominal["task"].unique())
+    fig, axes = _figure(len(tasks))
+    rows = []
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for algo, b in nominal[nominal.task == task].groupby("algorithm"):
+            values = np.sort(b["return"].to_numpy())
+            pct = 100 * (np.arange(len(values)) + 0.5) / len(values)
+            ax.plot(pct, values, marker="o", label=algo)
+            rows += [
+                {"task": task, "method": algo, "percentile": p, "return": v} for p, v in zip(pct, values, strict=True)
+            ]
+        ax.set_title(f"{task}: sorted nominal returns", fontsize=9)
+        ax.set_xlabel("percentile of seeds")
+        ax.set_ylabel("return")
+        ax.legend(fontsize=7)
+    head = _provenance("Percentile plot", runs, f"Final nominal return per seed, sorted ({policy_mode} policy).")
+    return _write(out, "percentile", fig, pd.DataFrame(rows), head)
+
+
+def mass_friction(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """Return vs torso mass and vs friction (1-D sweeps) and the joint grid heatmaps."""
+    return sweeps(runs, out, policy_mode, stem="mass_friction") + heatmaps(runs, out, policy_mode)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Realizability paper
+
+CRITIC_COLUMNS = (
+    ("regression", "incompleteness", "estimated incompleteness ratio"),
+    ("bellman", "residual", "Bellman residual (held out)"),
+    ("mc", "rmse", "Monte-Carlo value error (RMSE)"),
+)
+
+
+def critics(runs: list[Run], out: Path, player: str = "protagonist") -> list[Path]:
+    """The SAC critics' diagnostics over training per method (mean and 95% t-interval over seeds)."""
+    done = _completed(runs, "critics")
+    fig, axes = _figure(len(CRITIC_COLUMNS))
+    rows = []
+    for ax, (group, name, label) in zip(axes[0], CRITIC_COLUMNS, strict=True):
+        col = f"diag/{player}/{group}/{name}"
+        for task in sorted({r.task for r in done}):
+            for algo in sorted({r.algorithm for r in done if r.task == task}):
+                mine = [r for r in done if r.task == task and r.algorithm == algo]
+                missing = [str(r.path) for r in mine if col not in r.progress.columns]
+                if missing:
+                    raise FigureError(f"critics: {missing[0]} has no column {col!r} (trained without diagnostics?)")
+                table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1).dropna(how="all")
+                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo}")
+                rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
+                          "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
+                         for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
+        ax.set_title(f"{player}: {label}", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
+    head = _provenance("SAC critic diagnostics over training", runs,
+                       f"Columns `diag/{player}/...` of progress.parquet (see qarl/diagnostics/neural.py).")
+    return _write(out, "critics", fig, pd.DataFrame(rows), head)
+
+
+FigureFn = Callable[..., list[Path]]
+
+
+TESTBED_SIZES: dict[str, dict[str, tuple]] = {
+    "smoke": {"lams": (0.0, 0.5, 1.0), "ns": (500, 2000), "seeds": (0, 1)},
+    "small": {"lams": (0.0, 0.1, 0.2, 0.5, 1.0), "ns": (1000, 5000, 20000), "seeds": (0, 1, 2, 3, 4)},
+    "paper": {
+        "lams": (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+        "ns": (1000, 5000, 20000, 100000),
+        "seeds": tuple(range(20)),
+    },
+}
+
+
+def testbed(out: Path, scale: str = "small") -> list[Path]:
+    """``qarl diagnose testbed`` at the scale's sizes (:data:`TESTBED_SIZES`): testbed.png, .md and .csv."""
+    from qarl.diagnostics.testbed import run_testbed
+
+    if scale not in TESTBED_SIZES:
+        raise FigureError(f"unknown scale {scale!r}; expected one of {list(TESTBED_SIZES)}")
+    run_testbed(**TESTBED_SIZES[scale], out=out)
+    return [Path(out) / f"testbed.{ext}" for ext in ("png", "md", "csv")]

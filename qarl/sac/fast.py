@@ -1,0 +1,518 @@
+"""A fast soft actor-critic update on stable-baselines3's own modules, parameters and optimisers.
+
+:class:`FastSACUpdate` performs exactly the gradient step of stable-baselines3 2.x ``SAC.train`` (same losses,
+same order of the optimiser steps, same random draws) for the MLP policies the suite uses, with less work:
+
+- **Twin critics as one batched MLP.** The parameters of the ``n`` critics (and of the ``n`` target critics) are
+  re-homed into one flat buffer each, laid out layer by layer as ``(n, out, in)`` weight and ``(n, out)`` bias
+  blocks; every SB3 ``Parameter`` keeps its identity and value and becomes a view of its block. A layer of all
+  critics is then one ``baddbmm`` and the Polyak update is two operations on the flat buffers. ``state_dict``,
+  ``load_state_dict`` (in-place copies) and the optimisers are untouched, so checkpoints keep working; if a
+  parameter is ever re-allocated (e.g. ``module.to`` to another device), the layout is rebuilt on the next step.
+- **Forward and backward written out** (no autograd graph): the gradients of each matmul are computed directly
+  into the parameters' ``.grad`` buffers, and only the ones the update needs: no gradient of the target critics,
+  no critic-parameter gradient of the actor loss (stable-baselines3 computes and then discards it), no input
+  gradient of the first layers.
+- **One actor forward on cat(obs, next_obs)**: both actor evaluations of a step use the same (not yet updated)
+  actor parameters, so one matmul of 2B rows replaces two of B; the backward runs on the first B rows only.
+  The Gaussian noise is drawn as two ``(B, |A|)`` ``normal_`` calls, obs first, as stable-baselines3 draws it, so
+  the torch generator advances identically and both paths take the same actions.
+- **Preallocated sampling**: indices come from numpy's global generator with the same two ``np.random.randint``
+  calls as SB3's ``ReplayBuffer.sample`` (runs stay a deterministic function of their seed, and the generator
+  state after a step equals the SB3 path's), gathered into preallocated arrays shared with torch. Activations and
+  input gradients live in preallocated buffers too (fresh 0.5 MB tensors per step cost page faults).
+- **Adam through torch's fused kernel**, called directly on each SB3 optimiser's own state (:class:`_AdamStep`).
+- **Matmuls through oneDNN** where this torch build has its fp32 linear op (:func:`onednn_linear`): on this
+  project's AMD machine torch's own fp32 matmul (MKL's sgemm) runs at about half of what oneDNN reaches with the
+  same float32 arithmetic (112 vs 235 GFLOP/s on one core). The critics then run network by network (bias and
+  ReLU fused into each hidden matmul, weight gradients read both operands transposed in place) instead of as one
+  ``baddbmm``; the thin value and action heads stay on ``torch.mm``. Elsewhere (no op, a GPU, ``QARL_ONEDNN=0``) the
+  stacked ``baddbmm``/``bmm`` path runs; both paths are the same algorithm and are tested against SB3.
+
+``torch.compile`` is not used: matmuls are most of the step and the element-wise remainder is small.
+
+Losses (stable-baselines3 ``SAC.train``; ``alpha`` is the temperature, per sample for QARL's adversary):
+
+    y        = r + (1 - d) gamma (min_j Q'_j(s', a') - alpha' log pi(a'|s')),   a' ~ pi(.|s')
+    L_critic = 0.5 sum_j mean((Q_j(s, a) - y)^2)
+    L_actor  = mean(alpha log pi(a~|s) - min_j Q_j(s, a~)),   a~ ~ pi(.|s), Q after the critic step
+    L_temp   = -mean(log_alpha (log pi(a~|s) + target_entropy))
+
+Order (as in SB3): actor sample on s; temperature step; target; critic step; actor step; Polyak update (tau).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
+from torch import nn
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_SQUASH_EPS = 1e-6  # SquashedDiagGaussianDistribution's epsilon in log(1 - tanh(u)^2 + eps)
+
+
+def _relu_mlp(module: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of a ``Sequential`` of Linear layers separated by ReLU (None for anything else)."""
+    layers = list(module)
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    if not linears or any(not isinstance(m, (nn.Linear, nn.ReLU)) for m in layers):
+        return None
+    expected = [nn.Linear, nn.ReLU] * len(linears)
+    # the critics end with a Linear, the actor's latent ends with a ReLU
+    if [type(m) for m in layers] not in (expected, expected[:-1]):
+        return None
+    return linears
+
+
+_ONEDNN_ENV = "QARL_ONEDNN"
+_onednn_state: list[Any] = []  # [linear op or None], filled on first use
+ONEDNN_MIN_WORK = 256 * 128 * 128
+"""oneDNN only for models whose widest hidden matmul has at least this many multiply-adds (batch x width x width):
+below it the op's per-call overhead (about 10 us against about 2 us for ``torch.mm``) outweighs its faster arithmetic
+(measured here: 64x64 at batch 128 runs 1.6x faster on ``torch.mm``, 128x128 at batch 256 and 256x256 at batch 64
+are about 10% faster on oneDNN, 3x256 at batch 256 1.7x)."""
+
+
+def onednn_linear() -> Any:
+    """torch's oneDNN fp32 linear op ``y = x @ w.T + b`` (optionally with the ReLU fused), or None where unusable.
+
+    ``torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], "")`` with ``attr`` "none" or "relu"; it accepts
+    transposed (strided) ``x`` and ``w``. On this project's machine (AMD EPYC, CPU family 26) torch's own fp32
+    matmul (MKL's sgemm) reaches about 112 GFLOP/s on one core at 256^3, oneDNN about 235 GFLOP/s with the same
+    float32 arithmetic (errors of the order of 1e-5 of a 256-term dot product for both). Used when this torch
+    build has the op and a check against ``torch.mm`` passes; the environment variable ``QARL_ONEDNN=0`` turns it
+    off (``torch.mm`` everywhere).
+    """
+    if not _onednn_state:
+        _onednn_state.append(_probe_onednn())
+    return _onednn_state[0]
+
+
+def onednn_for(shapes: list[tuple[int, int]], batch_size: int, device: th.device) -> Any:
+    """The oneDNN linear op for MLPs of these (out, in) layer shapes at this batch size on ``device``, else None."""
+    widest = max(min(o, i) for o, i in shapes)
+    if device.type != "cpu" or batch_size * widest * widest < ONEDNN_MIN_WORK:
+        return None
+    return onednn_linear()
+
+
+def _probe_onednn() -> Any:
+    if os.environ.get(_ONEDNN_ENV, "1").strip() in ("0", "false", "no", "off"):
+        return None
+    try:
+        if not th.backends.mkldnn.is_available():
+            return None
+        op = th.ops.mkldnn._linear_pointwise
+        gen = th.Generator().manual_seed(0)
+        x, w, b = (th.randn(*shape, generator=gen) for shape in ((64, 48), (32, 48), (32,)))
+        y = op(x, w, b, "relu", [], "")
+        yt = op(x.t().contiguous().t(), w.t().contiguous().t(), None, "none", [], "")
+        ok = th.allclose(y, th.addmm(b, x, w.t()).relu(), rtol=1e-5, atol=1e-5) and th.allclose(
+            yt, x @ w.t(), rtol=1e-5, atol=1e-5
+        )
+        return op if ok and y.dtype == th.float32 and y.shape == (64, 32) else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def unsupported_reason(model: SAC) -> str | None:
+    """Why the fast update cannot run this model (None when it can)."""
+    buf = model.replay_buffer
+    if type(buf) is not ReplayBuffer:
+        return f"replay buffer {type(buf).__name__} (only stable-baselines3's ReplayBuffer)"
+    if buf.n_envs != 1 or buf.optimize_memory_usage:
+        return "replay buffer with several envs or optimize_memory_usage"
+    if len(buf.obs_shape) != 1:
+        return f"observation shape {buf.obs_shape} (only flat observations)"
+    if model._vec_normalize_env is not None:
+        return "VecNormalize"
+    if model.use_sde:
+        return "gSDE"
+    if model.target_update_interval != 1:
+        return "target_update_interval != 1"
+    actor, critic = model.actor, model.critic
+    if not isinstance(actor.features_extractor, FlattenExtractor) or not isinstance(
+        critic.features_extractor, FlattenExtractor
+    ):
+        return "a features extractor other than Flatten"
+    if _relu_mlp(actor.latent_pi) is None or any(_relu_mlp(q) is None for q in critic.q_networks):
+        return "networks other than ReLU MLPs"
+    if len({tuple(tuple(p.shape) for p in q.parameters()) for q in critic.q_networks}) != 1:
+        return "critics of different shapes"
+    if any(p.dtype != th.float32 for p in model.policy.parameters()):
+        return "parameters other than float32"
+    devices = sorted({p.device.type for p in model.policy.parameters()})
+    if devices != ["cpu"]:  # its batch and buffers live on the host (stable-baselines3 trains the model instead)
+        return f"parameters on {', '.join(devices)} (it runs on the CPU only)"
+    return None
+
+
+class _StackedMLP:
+    """The ``n`` ReLU MLPs of an SB3 critic (one per ``q_network``) as one batched MLP over SB3's own parameters."""
+
+    def __init__(self, q_networks: list[nn.Module], batch_size: int, slots: int) -> None:
+        nets = [_relu_mlp(q) for q in q_networks]
+        assert all(n is not None for n in nets)
+        self.n = len(nets)
+        self.shapes = [tuple(lin.weight.shape) for lin in nets[0]]  # (out, in) per layer
+        total = sum(self.n * (o * i + o) for o, i in self.shapes)
+        self.flat = th.empty(total)
+        self.grad_flat = th.zeros(total)
+        self.weights: list[th.Tensor] = []  # (n, out, in)
+        self.biases: list[th.Tensor] = []  # (n, 1, out), for baddbmm
+        self.grad_weights: list[th.Tensor] = []
+        self.grad_biases: list[th.Tensor] = []  # (n, out)
+        self.params: list[nn.Parameter] = []
+        self.grads: list[th.Tensor] = []  # the .grad view of each parameter in self.params
+        offset = 0
+        for layer, (o, i) in enumerate(self.shapes):
+            w = self.flat[offset : offset + self.n * o * i].view(self.n, o, i)
+            gw = self.grad_flat[offset : offset + self.n * o * i].view(self.n, o, i)
+            offset += self.n * o * i
+            b = self.flat[offset : offset + self.n * o].view(self.n, o)
+            gb = self.grad_flat[offset : offset + self.n * o].view(self.n, o)
+            offset += self.n * o
+            for j, net in enumerate(nets):
+                lin = net[layer]
+                w[j].copy_(lin.weight.detach())
+                b[j].copy_(lin.bias.detach())
+                lin.weight.data, lin.bias.data = w[j], b[j]
+                self.params += [lin.weight, lin.bias]
+                self.grads += [gw[j], gb[j]]
+            self.weights.append(w)
+            self.biases.append(b.unsqueeze(1))
+            self.grad_weights.append(gw)
+            self.grad_biases.append(gb)
+        self._ptrs = [p.data_ptr() for p in self.params]
+        # oneDNN for CPU tensors and matmuls big enough (None: the stacked baddbmm/bmm path below)
+        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)
+        # Preallocated activations (``slots`` sets, one per forward whose activations must live at the same time) and
+        # input gradients: fresh 0.5 MB tensors every step cost page faults comparable to their arithmetic.
+        self.acts = [[th.empty(self.n, batch_size, o) for o, _ in self.shapes] for _ in range(slots)]
+        self.input_grads = [th.empty(self.n, batch_size, i) for _, i in self.shapes[1:]]
+
+    def is_bound(self) -> bool:
+        """Whether every SB3 parameter still lives in this flat buffer."""
+        return all(p.data_ptr() == q for p, q in zip(self.params, self._ptrs, strict=True))
+
+    def attach_grads(self) -> None:
+        for p, g in zip(self.params, self.grads, strict=True):
+            p.grad = g
+
+    def forward(self, z: th.Tensor, slot: int = 0) -> list[Any]:
+        """Activations [z, h_1, ..., q (n, B, 1)] of all ``n`` networks on input z (B, in).
+
+        Stacked path: each entry before q is an (n, B, width) tensor living in the buffers of ``slot`` until the
+        next forward into the same slot. oneDNN path: each is a list of the n networks' (B, width) tensors.
+        """
+        if self.linear is not None:
+            return self._forward_each([z] * self.n)
+        h = z.unsqueeze(0).expand(self.n, *z.shape)
+        acts = [h]
+        last = len(self.weights) - 1
+        for k, (w, b, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):
+            h = th.baddbmm(b, h, w.transpose(1, 2), out=out)
+            if k < last:
+                h.relu_()
+            acts.append(h)
+        return acts
+
+    def _forward_each(self, inputs: list[th.Tensor]) -> list[Any]:
+        """:meth:`forward` one network at a time through oneDNN (bias and ReLU fused into each hidden matmul);
+        ``inputs[j]`` (B, in) is network j's input."""
+        linear, last = self.linear, len(self.weights) - 1
+        acts: list[Any] = [inputs]
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if k < last:
+                acts.append([linear(h, w[j], b[j, 0], "relu", [], "") for j, h in enumerate(acts[-1])])
+            else:  # the (B, 1) value head: a matrix-vector product, torch's own kernel is faster there
+                acts.append(th.stack([th.addmm(b[j, 0], h, w[j].t()) for j, h in enumerate(acts[-1])]))
+        return acts
+
+    def _backward_each(
+        self, acts: list[Any], dq: th.Tensor, param_grads: bool, input_cols: slice | None
+    ) -> list[th.Tensor] | None:
+        """:meth:`backward` one network at a time through oneDNN (the activations of :meth:`_forward_each`); the
+        input gradients dL/dz_j[:, input_cols] per network (else None)."""
+        linear, last = self.linear, len(self.weights) - 1
+        grad_inputs = []
+        for j in range(self.n):
+            dh = dq[j]
+            for k in range(last, -1, -1):
+                inp = acts[k][j]
+                if param_grads:
+                    if k < last:  # dW = dh^T inp, both operands read transposed in place; the new tensor is the grad
+                        self.grads[2 * (k * self.n + j)] = linear(dh.t(), inp.t(), None, "none", [], "")
+                    else:  # the (1, width) value head
+                        th.mm(dh.t(), inp, out=self.grad_weights[k][j])
+                    th.sum(dh, dim=0, out=self.grad_biases[k][j])
+                if k > 0:
+                    w = self.weights[k][j]
+                    dh = th.mm(dh, w) if k == last else linear(dh, w.t(), None, "none", [], "")
+                    th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)  # ReLU'(h) in place
+            if input_cols is not None:
+                grad_inputs.append(th.mm(dh, self.weights[0][j][:, input_cols]))
+        return grad_inputs if input_cols is not None else None
+
+    def backward(self, acts: list[Any], dq: th.Tensor, param_grads: bool, input_cols: slice | None) -> Any:
+        """Backpropagate dL/dq (n, B, 1) through all networks.
+
+        ``param_grads``: write the parameter gradients into the ``.grad`` buffers. ``input_cols``: return
+        dL/dz[:, input_cols] summed over the networks (else None).
+        """
+        if self.linear is not None:
+            grads = self._backward_each(acts, dq, param_grads, input_cols)
+            return None if grads is None else th.stack(grads).sum(0)
+        dh = dq
+        last = len(self.weights) - 1
+        for k in range(last, -1, -1):
+            if param_grads:
+                th.bmm(dh.transpose(1, 2), acts[k], out=self.grad_weights[k])
+                th.sum(dh, dim=1, out=self.grad_biases[k])
+            if k > 0:
+                dh = th.bmm(dh, self.weights[k], out=self.input_grads[k - 1])
+                th.ops.aten.threshold_backward.grad_input(dh, acts[k], 0.0, grad_input=dh)  # ReLU'(h) in place
+        if input_cols is None:
+            return None
+        return th.bmm(dh, self.weights[0][:, :, input_cols]).sum(0)
+
+
+class _AdamStep:
+    """``optimizer.step()`` of a torch Adam, with torch's fused kernel called directly on the optimiser's own state.
+
+    The update rule and the state (``step``, ``exp_avg``, ``exp_avg_sq`` per parameter, which checkpoints save) are
+    torch's; only the Python around the kernel (grouping, hooks, profiling) is skipped, which costs more than the
+    kernel for these small tensors. The very first step (no state yet) or any option the direct call does not cover
+    (several groups, amsgrad, weight decay, maximize, a non-Adam optimiser) goes through ``optimizer.step()``; a
+    state loaded from a checkpoint goes straight to the direct call, as the uninterrupted run's does.
+    """
+
+    def __init__(self, optimizer: th.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self._state: Any = None
+        self._lists: tuple[list[th.Tensor], ...] = ()
+
+    def _direct(self) -> bool:
+        opt = self.optimizer
+        if type(opt) is not th.optim.Adam or len(opt.param_groups) != 1:
+            return False
+        g = opt.param_groups[0]
+        if g["amsgrad"] or g["weight_decay"] or g["maximize"] or g["capturable"] or g["differentiable"]:
+            return False
+        if g.get("decoupled_weight_decay") or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks:
+            return False
+        return all(p.device.type == "cpu" and p.dtype == th.float32 for p in g["params"])
+
+    def _bind(self) -> bool:
+        """Point the direct call at the optimiser's current state; False if it has none yet (or is not covered)."""
+        opt = self.optimizer
+        if not self._direct():
+            return False
+        params = opt.param_groups[0]["params"]
+        states = [opt.state.get(p, {}) for p in params]
+        if not all("exp_avg" in s and isinstance(s.get("step"), th.Tensor) for s in states):
+            return False
+        self._state = opt.state
+        steps = [s["step"] for s in states]
+        self._lists = (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps)
+        return True
+
+    def step(self) -> None:
+        opt = self.optimizer
+        if (opt.state is not self._state or not self._lists) and not self._bind():
+            # No state yet (the very first step) or an option the direct call does not cover: torch builds the
+            # state. A state loaded from a checkpoint is stepped by the direct call like the one it was saved from,
+            # so a resumed run takes bit-identical steps to an uninterrupted one.
+            opt.step()
+            self._bind()
+            return
+        fused_adam_step(self._lists, opt.param_groups[0])
+
+
+def fused_adam_step(lists: tuple[list[th.Tensor], ...], group: dict[str, Any]) -> None:
+    """One Adam step of (params, exp_avgs, exp_avg_sqs, steps) with ``group``'s settings, through torch's fused kernel
+    (the update ``torch.optim.Adam(fused=True)`` makes; no weight decay, amsgrad or maximize)."""
+    params, exp_avgs, exp_avg_sqs, steps = lists
+    beta1, beta2 = group["betas"]
+    th._foreach_add_(steps, 1)
+    th._fused_adam_(
+        params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=float(group["lr"]),
+        beta1=float(beta1), beta2=float(beta2), weight_decay=0.0, eps=float(group["eps"]), maximize=False,
+        grad_scale=None, found_inf=None,
+    )  # fmt: skip
+
+
+class FastSACUpdate:
+    """The gradient steps of one ``QSAC`` model (see the module docstring); built lazily by ``QSAC.train``."""
+
+    def __init__(self, model: SAC, batch_size: int) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"the fast SAC update does not support {reason}")
+        self.model = model
+        self.batch_size = b = batch_size
+        buf = model.replay_buffer
+        self.obs_dim = d = int(buf.obs_shape[0])
+        self.act_dim = a = int(buf.action_dim)
+        self.critics = _StackedMLP(model.critic.q_networks, b, slots=2)  # critic loss, actor loss
+        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1)
+        actor = model.actor
+        self.actor_linears: list[nn.Linear] = _relu_mlp(actor.latent_pi) or []
+        self.actor_grads = {p: th.zeros_like(p) for p in actor.parameters()}
+        widths = [lin.out_features for lin in self.actor_linears]
+        self.actor_acts = [th.empty(2 * b, w) for w in widths]
+        self.actor_input_grads = [th.empty(b, w) for w in widths]
+        # preallocated batch: actor input [obs; next_obs], critic inputs [obs, a], [obs, a~], [next_obs, a']
+        self.x_np = np.zeros((2 * b, d), dtype=np.float32)
+        self.z_np = np.zeros((b, d + a), dtype=np.float32)
+        self.r_np = np.zeros((b, 1), dtype=np.float32)
+        self.done_np = np.zeros((b, 1), dtype=np.float32)
+        self.x, self.z = th.from_numpy(self.x_np), th.from_numpy(self.z_np)
+        self.r, self.done = th.from_numpy(self.r_np), th.from_numpy(self.done_np)
+        self.z_pi = th.zeros(b, d + a)
+        self.z_next = th.zeros(b, d + a)
+        self.eps = th.zeros(2 * b, a)
+        self.dhead = th.zeros(b, 2 * a)
+        self.critic_adam = _AdamStep(model.critic.optimizer)
+        self.actor_adam = _AdamStep(model.actor.optimizer)
+        self.temperature_adam = _AdamStep(model.ent_coef_optimizer) if model.ent_coef_optimizer is not None else None
+
+    def is_current(self, batch_size: int) -> bool:
+        return batch_size == self.batch_size and self.critics.is_bound() and self.targets.is_bound()
+
+    def _sample(self) -> None:
+        """SB3's ``ReplayBuffer.sample`` (same two draws from numpy's global generator) into the preallocated batch."""
+        buf, b, d = self.model.replay_buffer, self.batch_size, self.obs_dim
+        upper = buf.buffer_size if buf.full else buf.pos
+        idx = np.random.randint(0, upper, size=b)
+        np.random.randint(0, high=buf.n_envs, size=(b,))  # SB3's env index draw (always 0 here): keeps the stream
+        self.x_np[:b] = buf.observations[idx, 0]
+        self.x_np[b:] = buf.next_observations[idx, 0]
+        self.z_np[:, :d] = self.x_np[:b]
+        self.z_np[:, d:] = buf.actions[idx, 0]
+        self.r_np[:, 0] = buf.rewards[idx, 0]
+        self.done_np[:, 0] = buf.dones[idx, 0] * (1 - buf.timeouts[idx, 0])
+
+    def _actor_forward(self) -> tuple[list[th.Tensor], th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Actor on [obs; next_obs]: activations, log_std before clamping, std, tanh action, 1 - a^2 + eps, log pi."""
+        actor = self.model.actor
+        h = self.x
+        acts = [h]
+        linear = self.critics.linear
+        for lin, out in zip(self.actor_linears, self.actor_acts, strict=True):
+            if linear is not None:
+                h = linear(h, lin.weight, lin.bias, "relu", [], "")
+            else:
+                h = th.addmm(lin.bias, h, lin.weight.t(), out=out).relu_()
+            acts.append(h)
+        mu = th.addmm(actor.mu.bias, h, actor.mu.weight.t())
+        log_std_raw = th.addmm(actor.log_std.bias, h, actor.log_std.weight.t())
+        log_std = log_std_raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        std = log_std.exp()
+        # SB3 draws the noise of the obs batch first, then (after the temperature step) that of next_obs
+        b = self.batch_size
+        self.eps[:b].normal_()
+        self.eps[b:].normal_()
+        action = th.tanh(th.addcmul(mu, std, self.eps))
+        # Normal(mu, std).log_prob(u) = -eps^2/2 - log std - log sqrt(2 pi), minus the tanh correction, as in SB3
+        squash = (1 - action * action).add_(_SQUASH_EPS)
+        log_prob = th.addcmul(log_std, self.eps, self.eps, value=0.5).add_(_HALF_LOG_2PI)
+        log_prob = (log_prob.sum(1, keepdim=True) + th.log(squash).sum(1, keepdim=True)).neg_()
+        return acts, log_std_raw, std, action, squash, log_prob
+
+    @th.no_grad()
+    def step(self) -> tuple[float, float, float | None, th.Tensor]:
+        """One gradient step; returns (actor loss, critic loss, temperature loss or None, temperature used)."""
+        model, b, d = self.model, self.batch_size, self.obs_dim
+        self._sample()
+        acts, log_std_raw, std, action, squash, log_prob = self._actor_forward()
+        log_prob_pi, log_prob_next = log_prob[:b], log_prob[b:]
+
+        # temperature (SB3 uses the value before its step everywhere in this update)
+        alpha, alpha_next = model._fast_temperatures(self.x[:b], self.x[b:])
+        temp_loss = None
+        if model.ent_coef_optimizer is not None:
+            log_alpha = model.log_ent_coef
+            shifted = log_prob_pi + model.target_entropy
+            temp_loss = float(-(log_alpha * shifted).mean())
+            log_alpha.grad = shifted.mean().neg().reshape(1)
+            self.temperature_adam.step()
+
+        # soft Bellman target from the target critics
+        self.z_next[:, :d] = self.x[b:]
+        self.z_next[:, d:] = action[b:]
+        next_q = self.targets.forward(self.z_next)[-1].amin(0)
+        next_q = next_q - alpha_next * log_prob_next
+        target = self.r + (1 - self.done) * model.gamma * next_q
+
+        # critic step: L = 0.5 sum_j mean((Q_j - y)^2), dL/dQ_j = (Q_j - y) / B
+        c_acts = self.critics.forward(self.z, slot=0)
+        diff = c_acts[-1] - target
+        critic_loss = 0.5 * float(diff.square().mean(dim=(1, 2)).sum())
+        self.critics.backward(c_acts, diff.mul_(1.0 / b), param_grads=True, input_cols=None)
+        self.critics.attach_grads()
+        self.critic_adam.step()
+
+        # actor step with the updated critics: L = mean(alpha log pi - min_j Q_j(s, a~))
+        self.z_pi[:, :d] = self.x[:b]
+        a_pi = action[:b]
+        self.z_pi[:, d:] = a_pi
+        q_pi = self.critics.forward(self.z_pi, slot=1)
+        q = q_pi[-1]
+        min_q, argmin = q.min(0)
+        actor_loss = float((alpha * log_prob_pi - min_q).mean())
+        dq = th.zeros_like(q).scatter_(0, argmin.unsqueeze(0), -1.0 / b)
+        grad_action = self.critics.backward(q_pi, dq, param_grads=False, input_cols=slice(d, None))
+        grad_log_prob = alpha * (1.0 / b)
+        # d log pi / d a = 2a / (1 - a^2 + eps) (the tanh correction); d a / d u = 1 - a^2
+        grad_action.addcmul_(grad_log_prob, a_pi * 2 / squash[:b])
+        grad_u = grad_action.mul_(1 - a_pi * a_pi)
+        a_dim = self.act_dim
+        dmu, dlog_std = self.dhead[:, :a_dim], self.dhead[:, a_dim:]
+        dmu.copy_(grad_u)
+        # d log pi / d log_std = -1 (the Gaussian term's noise part cancels); d u / d log_std = eps std
+        th.mul(grad_u, self.eps[:b] * std[:b], out=dlog_std)
+        dlog_std.sub_(grad_log_prob)
+        raw = log_std_raw[:b]
+        dlog_std.mul_((raw >= LOG_STD_MIN) & (raw <= LOG_STD_MAX))
+        self._actor_backward(acts, dmu, dlog_std)
+        self.actor_adam.step()
+
+        # Polyak update of the target critics (SB3's polyak_update: target <- (1 - tau) target + tau critic)
+        self.targets.flat.mul_(1 - model.tau).add_(self.critics.flat, alpha=model.tau)
+        return actor_loss, critic_loss, temp_loss, alpha
+
+    def _actor_backward(self, acts: list[th.Tensor], dmu: th.Tensor, dlog_std: th.Tensor) -> None:
+        actor, b, grads = self.model.actor, self.batch_size, self.actor_grads
+        h = acts[-1][:b]
+        for lin, g in ((actor.mu, dmu), (actor.log_std, dlog_std)):
+            th.mm(g.t(), h, out=grads[lin.weight])
+            th.sum(g, dim=0, out=grads[lin.bias])
+        w_head = th.cat((actor.mu.weight, actor.log_std.weight))
+        last = len(self.actor_linears) - 1
+        dh = th.mm(self.dhead, w_head, out=self.actor_input_grads[last])
+        th.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
+        linear = self.critics.linear
+        for k in range(last, -1, -1):
+            lin, inp = self.actor_linears[k], acts[k][:b]
+            if linear is not None:
+                grads[lin.weight] = linear(dh.t(), inp.t(), None, "none", [], "")
+            else:
+                th.mm(dh.t(), inp, out=grads[lin.weight])
+            th.sum(dh, dim=0, out=grads[lin.bias])
+            if k > 0:
+                if linear is not None:
+                    dh = linear(dh, lin.weight.t(), None, "none", [], "")
+                else:
+                    dh = th.mm(dh, lin.weight, out=self.actor_input_grads[k - 1])
+                th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
+        for p, g in grads.items():
+            p.grad = g

@@ -1,0 +1,104 @@
+"""The learner benchmark: its analytic FLOP count is what the two update paths execute, and its commands run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from test_fast_sac import _pair  # the equivalence test's pair of models (pytest puts this folder on sys.path)
+from torch.utils.flop_counter import FlopCounterMode
+
+from qarl.bench.learner import paper_scale_counts, record_matmuls, replay_seconds
+from qarl.cli import main
+from qarl.sac.flops import sac_update_flops
+from qarl.sac.learner import QSAC, SACConfig
+from qarl.training import fast_sac
+
+
+def _linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOP of oneDNN's linear x @ w.T (+ bias, ReLU): 2 per multiply-add, as FlopCounterMode counts mm."""
+    return 2 * x_shape[0] * x_shape[1] * w_shape[0]
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("net_arch", [(32, 24, 16), (256, 256, 256)])
+def test_flop_count_is_what_each_path_executes(net_arch, onednn, monkeypatch):
+    """torch's FlopCounterMode (2 FLOP per multiply-add of mm/addmm/bmm/baddbmm and of the fast update's oneDNN
+    linear op, autograd's included), with the fast update's matmuls through oneDNN and through torch.mm."""
+    if not onednn:
+        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+    elif fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    else:
+        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the small network
+    batch = 16
+    fast, ref = _pair(QSAC, SACConfig(net_arch=net_arch, batch_size=batch), 17)
+    counts = {}
+    mapping = {th.ops.mkldnn._linear_pointwise: _linear_flop} if onednn else {}
+    for name, model in (("fast", fast), ("sb3", ref)):
+        model.train(1, batch)  # the first fast step builds its layout; count a later one
+        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            model.train(1, batch)
+        counts[name] = counter.get_total_flops()
+    expected = sac_update_flops(17, 6, net_arch, batch)
+    assert counts == {"fast": expected["required"], "sb3": expected["executed by SB3"]}
+    # `qarl bench update`'s replay of the fast step's matmul calls covers exactly those FLOP, and replaying them
+    # leaves the model untouched (they only write the step's own scratch tensors)
+    calls = record_matmuls(fast._fast.step)
+    assert sum(flop for *_, flop in calls) == expected["required"]
+    assert {op._schema.name for op, *_ in calls} <= {
+        "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise"
+    }  # fmt: skip
+    before = [p.detach().clone() for p in fast.policy.parameters()]
+    assert replay_seconds(calls, repeats=2) > 0
+    assert all(th.equal(a, b) for a, b in zip(before, fast.policy.parameters(), strict=True))
+
+
+def test_flop_count_at_the_qarl_settings():
+    flops = sac_update_flops(17, 6, (256, 256, 256), 256)
+    assert flops["required"] == 1_113_980_928
+    assert 1.25e9 < flops["executed by SB3"] < 1.28e9  # the issue's "about 1.27 GFLOP"
+
+
+def test_paper_scale_counts_follow_the_players_update_rule():
+    # Player.observe: update after the k-th own transition if k % train_every == 0 and k >= learning_starts
+    for own, every, starts in [(10_000, 3, 3000), (1000, 3, 1000), (999, 1, 0), (50, 7, 10)]:
+        brute = sum(1 for k in range(1, own + 1) if k % every == 0 and k >= starts)
+        got = paper_scale_counts(iterations=1, episodes_per_phase=1, horizon=own, train_every=every,
+                                 learning_starts=starts)  # fmt: skip
+        assert got["updates"] == 2 * brute
+    paper = paper_scale_counts()
+    assert paper == {"train_steps": 2_000_000, "updates": 664_668, "eval_steps": 800_000}
+    assert np.isclose(paper["updates"], 2 * 1_000_000 / 3, rtol=0.01)  # the issue's "667k gradient updates"
+
+
+def test_bench_update_runs(capsys):
+    assert main(["bench", "update", "--rounds", "1", "--updates", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "FLOP per update: 1.114 GFLOP required by the algorithm" in out
+    assert "qarl fast update" in out and "stable-baselines3 SAC.train" in out and "of limit" in out
+    assert "matmul calls alone (1.114 GFLOP), replayed in order" in out
+    assert main(["bench", "update", "--rounds", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_trial_runs(capsys):
+    assert main(["bench", "trial", "--task", "dmc/cartpole-balance", "--episodes", "1", "--learning-starts", "900",
+                 "--rounds", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "paper-scale trial" in out and "5.8 h" in out
+
+
+def test_onednn_only_for_matmuls_big_enough(monkeypatch) -> None:
+    """Small networks stay on torch.mm (oneDNN's per-call overhead would dominate); the QARL settings use oneDNN."""
+    if fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 256 * 128 * 128)
+    cpu = th.device("cpu")
+    assert fast_sac.onednn_for([(256, 17), (256, 256), (256, 256), (1, 256)], 256, cpu) is not None
+    assert fast_sac.onednn_for([(256, 23), (256, 256), (1, 256)], 64, cpu) is not None
+    assert fast_sac.onednn_for([(64, 4), (64, 64), (1, 64)], 128, cpu) is None
+    assert fast_sac.onednn_for([(256, 17), (256, 256), (1, 256)], 256, th.device("meta")) is None
+    fast, _ = _pair(QSAC, SACConfig(net_arch=(64, 64), batch_size=128), 17)
+    fast.train(1, 128)
+    assert fast._fast is not None and fast._fast.critics.linear is None

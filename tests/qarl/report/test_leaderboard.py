@@ -1,0 +1,351 @@
+"""Leaderboard: scores, intervals, % change, probability of improvement and ranking on synthetic runs with known
+returns; the input checks (each raising LeaderboardError naming the file); the written files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from qarl.report.leaderboard import (
+    LeaderboardError,
+    compute_leaderboard,
+    find_runs,
+    load_evals,
+    main_leaderboard,
+    write_leaderboard,
+)
+
+TASKS = {"dmc/cheetah-run": ("torso_mass", "friction"), "gym/Hopper-v5": ("mass", "damping")}
+METHODS = ("sac", "rarl", "qarl")
+SEEDS = range(5)
+GRID_X, GRID_Y = (0.5, 1.0, 1.5), (0.8, 1.0, 1.2)
+# Per task and method: the nominal return of each seed, and the base of the grid returns. A grid cell (i, j) of seed s
+# returns base + 10 s + i + 3 j on average (episodes at -0.5 and +0.5), so a seed's grid mean is base + 10 s + 4, its
+# worst cell base + 10 s, and with 3 x 3 = 9 cells its bottom decile (one cell) is the worst cell too.
+NOMINAL = {"sac": [1.0, 2.0, 3.0, 4.0, 100.0], "rarl": [2.0, 4.0, 6.0, 8.0, 200.0], "qarl": [10.0] * 5}
+GRID_BASE = {"dmc/cheetah-run": {"sac": 0.0, "rarl": 100.0, "qarl": 200.0}, "gym/Hopper-v5": {"sac": 30.0, "rarl": 0.0}}
+GRID_BASE["gym/Hopper-v5"]["qarl"] = 100.0
+VERSIONS = {
+    "python": "3.11.7",
+    "qarl": "0.1.0",
+    "torch": "2.13.0+cpu",
+    "stable-baselines3": "2.9.2",
+    "gymnasium": "1.4.0",
+    "mujoco": "3.17.0",
+    "dm-control": "1.0.50",
+}
+N_BOOT = 500  # fewer resamples than the default keeps the test fast; the comparisons use the same number
+
+
+def _rows(
+    task: str,
+    algo: str,
+    seed: int,
+    nominal: float,
+    grid: dict[tuple[float, float], float],
+    worst_case: float | None = None,
+    task_version: str = "v0",
+    policy_mode: str = "stochastic",
+) -> list[dict[str, Any]]:
+    """Eval rows of one run: two episodes per cell, at the given mean -0.5 and +0.5."""
+    px, py = TASKS.get(task, ("px", "py"))
+    base = dict(task=task, task_version=task_version, algorithm=algo, seed=seed, param_x=px, param_y=py)
+    base.update(force_bound=1.0, policy_mode=policy_mode, length=1000)
+    cells = [("nominal", 1.0, 1.0, nominal)] + [("grid", x, y, r) for (x, y), r in grid.items()]
+    if worst_case is not None:
+        cells.append(("worst_case", 1.0, 1.0, worst_case))
+    rows = []
+    for metric, x, y, mean in cells:
+        for episode, offset in enumerate((-0.5, 0.5)):
+            rows.append({**base, "metric": metric, "value_x": x, "value_y": y, "episode": episode})
+            rows[-1]["return"] = mean + offset
+    return rows
+
+
+def write_run(
+    root: Path,
+    task: str,
+    algo: str,
+    seed: int,
+    rows: list[dict[str, Any]] | None,
+    status: str = "completed",
+    failure_reason: str | None = None,
+    versions: dict[str, str] | None = None,
+    scale: str = "small",
+    meta_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """A run directory ``root/exp/<task>/<algo>/seed=<k>`` with meta.json, config.yaml and (rows given) eval.parquet."""
+    run_dir = root / "exp" / task / algo / f"seed={seed}"
+    run_dir.mkdir(parents=True)
+    meta = dict(task=task, algorithm=algo, seed=seed, status=status, failure_reason=failure_reason)
+    meta.update(versions=versions or VERSIONS, **(meta_overrides or {}))
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(task=task, algorithm=algo, seed=seed, scale=scale)))
+    if rows is not None:
+        pd.DataFrame(rows).to_parquet(run_dir / "eval.parquet")
+    return run_dir
+
+
+def _grid(base: float, seed: int) -> dict[tuple[float, float], float]:
+    return {(x, y): base + 10 * seed + i + 3 * j for i, x in enumerate(GRID_X) for j, y in enumerate(GRID_Y)}
+
+
+def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return stats.trim_mean(x, 0.25, axis=axis)
+
+
+def _scipy_ci(samples: tuple[np.ndarray, ...], statistic: Any) -> tuple[float, float]:
+    res = stats.bootstrap(
+        samples,
+        statistic,
+        confidence_level=0.95,
+        method="percentile",
+        n_resamples=N_BOOT,
+        random_state=np.random.default_rng(0),
+    )
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """2 tasks x 3 methods x 5 seeds, plus a failed and an interrupted run, loaded and aggregated once."""
+    root = tmp_path_factory.mktemp("runs")
+    for task in TASKS:
+        for algo in METHODS:
+            for seed in SEEDS:
+                nominal = NOMINAL[algo][seed]
+                worst = None if algo == "sac" else nominal - 1  # sac has no worst-case rows: NaN, not an error
+                rows = _rows(task, algo, seed, nominal, _grid(GRID_BASE[task][algo], seed), worst)
+                # Deterministic rows with absurd returns: they must not leak into the stochastic leaderboard.
+                rows += _rows(task, algo, seed, 1e6, _grid(1e6, seed), policy_mode="deterministic")
+                write_run(root, task, algo, seed, rows)
+    write_run(root, "dmc/cheetah-run", "sac", 7, None, status="failed", failure_reason="non-finite loss: critic nan")
+    partial = _rows("dmc/cheetah-run", "qarl", 8, -1e6, _grid(-1e6, 8))
+    write_run(root, "dmc/cheetah-run", "qarl", 8, partial, status="interrupted", failure_reason="SIGTERM")
+    runs = find_runs([root])
+    evals, records = load_evals(runs)
+    tables = compute_leaderboard(evals, records, n_boot=N_BOOT)
+    return dict(root=root, runs=runs, evals=evals, records=records, tables=tables)
+
+
+def _row(tables: dict[str, pd.DataFrame], task: str, algo: str) -> pd.Series:
+    main = tables["main"]
+    return main[(main["task"] == task) & (main["algorithm"] == algo)].iloc[0]
+
+
+def test_find_runs_includes_failed_runs_without_eval(suite: dict[str, Any]) -> None:
+    assert len(suite["runs"]) == 2 * 3 * 5 + 2
+    assert any(p.name == "seed=7" and not (p / "eval.parquet").exists() for p in suite["runs"])
+    assert find_runs([suite["runs"][0] / "meta.json"]) == [suite["runs"][0]]
+
+
+def test_per_seed_scores_by_hand(suite: dict[str, Any]) -> None:
+    per_seed = suite["tables"]["per_seed"]
+    assert set(per_seed["policy_mode"]) == {"stochastic"}
+    cheetah = per_seed[per_seed["task"] == "dmc/cheetah-run"]
+    row = cheetah[(cheetah["algorithm"] == "rarl") & (cheetah["seed"] == 2)].iloc[0]
+    assert row["nominal"] == 6.0 and row["worst_case"] == 5.0
+    assert row["grid_mean"] == pytest.approx(100 + 20 + 4)
+    assert row["grid_worst"] == 100 + 20
+    assert row["bottom_decile"] == 100 + 20  # 9 cells: 9 // 10 = 0, so at least one cell
+    assert per_seed[per_seed["algorithm"] == "sac"]["worst_case"].isna().all()
+
+
+def test_bottom_decile_and_worst_cell_on_a_larger_grid(tmp_path: Path) -> None:
+    # A 5 x 4 grid (20 cells): the bottom decile is the mean of the 2 lowest cell means.
+    cells = {(float(i), float(j)): 100.0 + 7 * i + j for i in range(5) for j in range(4)}
+    cells[(2.0, 3.0)] = -50.0
+    cells[(4.0, 0.0)] = -10.0
+    write_run(tmp_path, "t/a", "sac", 0, _rows("t/a", "sac", 0, 1.0, cells))
+    evals, records = load_evals(find_runs([tmp_path]))
+    per_seed = compute_leaderboard(evals, records, n_boot=N_BOOT)["per_seed"].iloc[0]
+    assert per_seed["grid_worst"] == -50.0
+    assert per_seed["bottom_decile"] == pytest.approx((-50.0 - 10.0) / 2)
+    assert per_seed["grid_mean"] == pytest.approx(np.mean(list(cells.values())))
+
+
+def test_iqm_and_interval_equal_scipy(suite: dict[str, Any]) -> None:
+    tables = suite["tables"]
+    sac = _row(tables, "dmc/cheetah-run", "sac")
+    assert sac["nominal_iqm"] == 3.0  # [1, 2, 3, 4, 100]: trim one each side, mean of [2, 3, 4]
+    assert sac["n_seeds"] == 5 and sac["n_not_completed"] == 1 and sac["policy_mode"] == "stochastic"
+    assert (sac["nominal_low"], sac["nominal_high"]) == _scipy_ci((np.array(NOMINAL["sac"]),), _iqm)
+    per_seed = tables["per_seed"]
+    for task in TASKS:
+        for algo in METHODS:
+            row = _row(tables, task, algo)
+            scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == algo)]
+            for metric in ("grid_mean", "grid_worst", "bottom_decile"):
+                x = scores[metric].to_numpy()
+                assert row[f"{metric}_iqm"] == pytest.approx(stats.trim_mean(x, 0.25))
+                assert (row[f"{metric}_low"], row[f"{metric}_high"]) == pytest.approx(_scipy_ci((x,), _iqm))
+            assert row["grid_mean_iqm"] == pytest.approx(GRID_BASE[task][algo] + 24)  # 4 + mean of 10, 20, 30
+    assert np.isnan(_row(tables, "dmc/cheetah-run", "sac")["worst_case_iqm"])
+    assert _row(tables, "dmc/cheetah-run", "rarl")["worst_case_iqm"] == 5.0
+
+
+def test_single_seed_gives_nan_bounds(tmp_path: Path) -> None:
+    write_run(tmp_path, "t/a", "sac", 0, _rows("t/a", "sac", 0, 5.0, _grid(0, 0)))
+    evals, records = load_evals(find_runs([tmp_path]))
+    row = compute_leaderboard(evals, records, n_boot=N_BOOT)["main"].iloc[0]
+    assert row["nominal_iqm"] == 5.0 and np.isnan(row["nominal_low"]) and np.isnan(row["nominal_high"])
+
+
+def test_percent_change_vs_reference(suite: dict[str, Any]) -> None:
+    tables = suite["tables"]
+    rarl = _row(tables, "dmc/cheetah-run", "rarl")
+    assert rarl["performance_pct"] == pytest.approx(100 * (6 - 3) / 3)
+    assert rarl["robustness_pct"] == pytest.approx(100 * (124 - 24) / 24)
+    qarl = _row(tables, "gym/Hopper-v5", "qarl")
+    assert qarl["robustness_pct"] == pytest.approx(100 * (124 - 54) / 54)
+    assert _row(tables, "gym/Hopper-v5", "sac")["performance_pct"] == 0.0
+
+
+def test_probability_of_improvement(suite: dict[str, Any]) -> None:
+    tables = suite["tables"]
+    assert _row(tables, "dmc/cheetah-run", "qarl")["poi"] == 1.0  # every qarl seed beats every rarl seed
+    assert _row(tables, "dmc/cheetah-run", "sac")["poi"] == 0.0
+    assert _row(tables, "dmc/cheetah-run", "rarl")["poi"] == 0.5  # against itself: identical distributions
+    # Hopper: sac grid means 34..74 vs rarl 4..44: pairs with sac > rarl, plus half the ties (30 + 10 s equal sets).
+    per_seed = tables["per_seed"]
+    hop = per_seed[per_seed["task"] == "gym/Hopper-v5"]
+    x = hop[hop["algorithm"] == "sac"]["grid_mean"].to_numpy()
+    y = hop[hop["algorithm"] == "rarl"]["grid_mean"].to_numpy()
+    by_hand = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y) / 25
+    sac = _row(tables, "gym/Hopper-v5", "sac")
+    assert sac["poi"] == pytest.approx(by_hand)
+    assert sac["poi"] == pytest.approx(stats.mannwhitneyu(x, y).statistic / 25)
+
+    def poi(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
+        return (a[..., :, None] > b[..., None, :]).mean((-2, -1)) + 0.5 * (a[..., :, None] == b[..., None, :]).mean(
+            (-2, -1)
+        )
+
+    assert (sac["poi_low"], sac["poi_high"]) == pytest.approx(_scipy_ci((x, y), poi))
+
+
+def test_ranking_order(suite: dict[str, Any]) -> None:
+    ranking = suite["tables"]["ranking"]
+    # Grid-mean IQMs: cheetah sac 24, rarl 124, qarl 224 -> 0, 0.5, 1; hopper sac 54, rarl 24, qarl 124 -> 0.3, 0, 1.
+    assert ranking["algorithm"].tolist() == ["qarl", "rarl", "sac"]
+    scores = dict(zip(ranking["algorithm"], ranking["robustness_score"], strict=True))
+    assert scores == pytest.approx({"qarl": 1.0, "rarl": 0.25, "sac": 0.15})
+    assert ranking["rank_robustness"].tolist() == [1, 2, 3]
+    perf = dict(zip(ranking["algorithm"], ranking["rank_performance"], strict=True))
+    assert perf == {"qarl": 1, "rarl": 2, "sac": 3}  # nominal IQMs 10 > 6 > 3 on both tasks
+
+
+def test_failed_runs_listed_and_excluded(suite: dict[str, Any]) -> None:
+    records = {(r["algorithm"], r["seed"]): r for r in suite["records"] if r["task"] == "dmc/cheetah-run"}
+    assert records[("sac", 7)]["status"] == "failed"
+    assert records[("qarl", 8)]["status"] == "interrupted"
+    assert set(suite["evals"]["seed"]) == set(SEEDS)  # the interrupted run's partial rows are not read
+    assert _row(suite["tables"], "dmc/cheetah-run", "qarl")["n_not_completed"] == 1
+
+
+def test_only_requested_policy_mode(suite: dict[str, Any]) -> None:
+    det = compute_leaderboard(suite["evals"], suite["records"], policy_mode="deterministic", n_boot=N_BOOT)
+    assert _row(det, "dmc/cheetah-run", "sac")["nominal_iqm"] == 1e6
+    with pytest.raises(LeaderboardError, match="no eval rows with policy_mode"):
+        compute_leaderboard(suite["evals"].assign(policy_mode="deterministic"), suite["records"], n_boot=N_BOOT)
+
+
+def _one_run(tmp_path: Path, **kwargs: Any) -> Path:
+    return write_run(tmp_path, "t/a", "sac", 0, _rows("t/a", "sac", 0, 1.0, _grid(0, 0)), **kwargs)
+
+
+def test_missing_eval_for_completed_run(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "t/a", "sac", 0, None)
+    with pytest.raises(LeaderboardError, match="no such file") as e:
+        load_evals([run])
+    assert str(run / "eval.parquet") in str(e.value)
+
+
+def test_empty_and_corrupt_eval_files(tmp_path: Path) -> None:
+    run = _one_run(tmp_path)
+    eval_file = run / "eval.parquet"
+    eval_file.write_bytes(b"")
+    with pytest.raises(LeaderboardError, match="empty") as e:
+        load_evals([run])
+    assert str(eval_file) in str(e.value)
+    pd.DataFrame(_rows("t/a", "sac", 0, 1.0, {})).iloc[:0].to_parquet(eval_file)
+    with pytest.raises(LeaderboardError, match="no rows"):
+        load_evals([run])
+    eval_file.write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(LeaderboardError, match="unreadable") as e:
+        load_evals([run])
+    assert str(eval_file) in str(e.value)
+
+
+def test_missing_columns_named(tmp_path: Path) -> None:
+    run = _one_run(tmp_path)
+    pd.read_parquet(run / "eval.parquet").drop(columns=["length", "policy_mode"]).to_parquet(run / "eval.parquet")
+    with pytest.raises(LeaderboardError, match=r"missing column.*policy_mode.*length") as e:
+        load_evals([run])
+    assert str(run / "eval.parquet") in str(e.value)
+
+
+def test_meta_contradicting_rows(tmp_path: Path) -> None:
+    run = _one_run(tmp_path, meta_overrides={"seed": 3})
+    with pytest.raises(LeaderboardError, match="seed") as e:
+        load_evals([run])
+    assert str(run / "eval.parquet") in str(e.value)
+
+
+def test_mixed_package_versions(tmp_path: Path) -> None:
+    a = _one_run(tmp_path)
+    rows = _rows("t/a", "rarl", 0, 1.0, _grid(0, 0))
+    b = write_run(tmp_path, "t/a", "rarl", 0, rows, versions={**VERSIONS, "torch": "2.12.0"})
+    with pytest.raises(LeaderboardError, match="torch") as e:
+        load_evals([a, b])
+    assert str(a / "meta.json") in str(e.value) and str(b / "meta.json") in str(e.value)
+    evals, _ = load_evals([a, b], allow_mixed=True)
+    assert set(evals["algorithm"]) == {"sac", "rarl"}
+
+
+def test_mixed_task_version(tmp_path: Path) -> None:
+    a = _one_run(tmp_path)
+    b = write_run(tmp_path, "t/a", "rarl", 0, _rows("t/a", "rarl", 0, 1.0, _grid(0, 0), task_version="v1"))
+    with pytest.raises(LeaderboardError, match="task_version") as e:
+        load_evals([a, b])
+    assert str(a / "eval.parquet") in str(e.value) and str(b / "eval.parquet") in str(e.value)
+    load_evals([a, b], allow_mixed=True)
+
+
+def test_written_files(suite: dict[str, Any], tmp_path: Path) -> None:
+    command = "qarl leaderboard runs/ --out board"
+    paths = write_leaderboard(suite["tables"], suite["records"], tmp_path, command)
+    names = sorted(p.name for p in paths)
+    pngs = ["heatmap_dmc_cheetah-run.png", "heatmap_gym_Hopper-v5.png"]
+    assert names == sorted(["leaderboard.md", "leaderboard.csv", "leaderboard.html", *pngs])
+    assert all(p.exists() for p in paths)
+    main = suite["tables"]["main"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "leaderboard.csv"), main, check_dtype=False)
+    assert len(main) == 6
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert command in md and "stochastic" in md
+    assert "torch 2.13.0+cpu" in md and "mujoco 3.17.0" in md and "dm-control 1.0.50" in md
+    assert "non-finite loss: critic nan" in md and "interrupted" in md
+    assert "3.0 [" in md  # the sac nominal IQM with its interval
+    html = (tmp_path / "leaderboard.html").read_text()
+    assert "<table" in html and command in html and "http" not in html
+    import matplotlib.image
+
+    for png in (p for p in paths if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(png).ndim == 3
+
+
+def test_main_leaderboard(suite: dict[str, Any], tmp_path: Path) -> None:
+    paths = main_leaderboard([suite["root"]], tmp_path / "board", command="qarl leaderboard x")
+    assert (tmp_path / "board" / "leaderboard.csv") in paths
+    with pytest.raises(LeaderboardError, match="no run directories"):
+        main_leaderboard([tmp_path / "board"], tmp_path / "other")

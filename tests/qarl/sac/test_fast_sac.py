@@ -1,0 +1,178 @@
+"""The fast SAC update is stable-baselines3's SAC update: same parameters after the same steps, same random draws."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+
+from qarl.sac.alpha import AlphaConditionedSAC
+from qarl.sac.fast import unsupported_reason
+from qarl.sac.learner import QSAC, SACConfig, make_sac
+
+OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-sized, the QARL settings of issue 10
+ACT = spaces.Box(-2.0, 2.0, (ACT_DIM,), np.float32)
+pytestmark = pytest.mark.usefixtures("matmul_backend")  # every test: oneDNN and torch.mm (tests/qarl/conftest.py)
+
+
+def _space(dim: int) -> spaces.Box:
+    return spaces.Box(-np.inf, np.inf, (dim,), np.float64)
+
+
+def _fill(model: QSAC, n: int, alpha_entry: bool) -> None:
+    """n transitions drawn from a fixed generator; some terminal, some truncated; alpha last when asked."""
+    rng = np.random.default_rng(123)
+    dim = model.observation_space.shape[0]
+    for _ in range(n):
+        obs, next_obs = rng.normal(size=dim), rng.normal(size=dim)
+        if alpha_entry:  # one alpha per episode in the game; here two per transition, so that s' and s differ
+            obs[-1], next_obs[-1] = rng.gamma(50.0, 1 / 1000.0, size=2)
+        # a few saturated actions, where the tanh correction's epsilon matters
+        action = np.clip(rng.uniform(-1.1, 1.1, ACT_DIM), -1, 1).astype(np.float32)
+        done = rng.random() < 0.1
+        truncated = done and rng.random() < 0.5
+        model.replay_buffer.add(
+            obs[None], next_obs[None], action[None], np.array([rng.normal()]), np.array([done]),
+            [{"TimeLimit.truncated": truncated}],
+        )  # fmt: skip
+
+
+def _pair(model_cls: type[QSAC], config: SACConfig, obs_dim: int) -> tuple[QSAC, QSAC]:
+    """(fast, stable-baselines3) models with identical weights, temperature and replay buffers."""
+    alpha_entry = model_cls is AlphaConditionedSAC
+    th.manual_seed(0)
+    fast = make_sac(dataclasses.replace(config, fast_update=True), _space(obs_dim), ACT, model_cls=model_cls)
+    ref = make_sac(dataclasses.replace(config, fast_update=False), _space(obs_dim), ACT, model_cls=model_cls)
+    ref.policy.load_state_dict(fast.policy.state_dict())
+    if fast.ent_coef_optimizer is not None:
+        with th.no_grad():
+            fast.log_ent_coef.fill_(np.log(0.05))  # away from the initial 0.005: the temperature matters more
+            ref.log_ent_coef.copy_(fast.log_ent_coef)
+    for m in (fast, ref):
+        _fill(m, 600, alpha_entry)
+    return fast, ref
+
+
+def _train(model: QSAC, steps: int, batch_size: int) -> tuple[tuple, th.Tensor]:
+    np.random.seed(7)
+    th.manual_seed(11)
+    model.train(gradient_steps=steps, batch_size=batch_size)
+    return np.random.get_state(), th.get_rng_state()
+
+
+def _assert_same(fast: QSAC, ref: QSAC, atol: float) -> None:
+    fast_state, ref_state = fast.policy.state_dict(), ref.policy.state_dict()
+    assert fast_state.keys() == ref_state.keys()
+    for name in fast_state:
+        th.testing.assert_close(fast_state[name], ref_state[name], atol=atol, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+    if ref.ent_coef_optimizer is not None:
+        th.testing.assert_close(fast.log_ent_coef, ref.log_ent_coef, atol=atol, rtol=0)
+
+
+QARL = SACConfig(batch_size=256)  # the paper's settings: 3x256 ReLU, lrs 1e-4 / 3e-4 / 3e-4, tau 0.005
+
+
+@pytest.mark.parametrize(
+    ("model_cls", "obs_dim"),
+    [(QSAC, OBS_DIM), (AlphaConditionedSAC, OBS_DIM + 1)],
+    ids=["protagonist-QSAC", "qarl-adversary-AlphaConditionedSAC"],
+)
+def test_one_update_matches_stable_baselines3(model_cls: type[QSAC], obs_dim: int) -> None:
+    fast, ref = _pair(model_cls, QARL, obs_dim)
+    before = {k: v.clone() for k, v in ref.policy.state_dict().items()}
+    rng_fast = _train(fast, 1, QARL.batch_size)
+    rng_ref = _train(ref, 1, QARL.batch_size)
+    assert fast._fast is not None and fast.fast_fallback_reason is None  # the fast path really ran
+    assert ref._fast is None
+    _assert_same(fast, ref, atol=1e-5)
+    # the update moved every parameter group (the comparison is not between two untouched models)
+    for prefix in ("actor.latent_pi.0", "actor.mu", "actor.log_std", "critic.qf0.4", "critic.qf1.6"):
+        moved = [k for k in before if k.startswith(prefix) and not th.equal(before[k], ref.policy.state_dict()[k])]
+        assert moved, prefix
+    if model_cls is QSAC:
+        assert not np.isclose(fast.temperature, 0.05)
+        assert fast.temperature == pytest.approx(ref.temperature, abs=1e-7)
+    else:
+        assert fast.temperature == pytest.approx(ref.temperature, rel=1e-6)
+    # the same random draws: numpy's generator (buffer indices) and torch's (action noise) end in the same state
+    assert all(np.array_equal(a, b) for a, b in zip(rng_fast[0][1:2], rng_ref[0][1:2], strict=True))
+    assert rng_fast[0][2] == rng_ref[0][2]
+    assert th.equal(rng_fast[1], rng_ref[1])
+    for key in ("train/actor_loss", "train/critic_loss", "train/ent_coef"):
+        assert fast.logger.name_to_value[key] == pytest.approx(ref.logger.name_to_value[key], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("model_cls", [QSAC, AlphaConditionedSAC])
+def test_consecutive_updates_match_stable_baselines3(model_cls: type[QSAC]) -> None:
+    config = SACConfig(net_arch=(64, 64), batch_size=32)
+    obs_dim = OBS_DIM + (model_cls is AlphaConditionedSAC)
+    fast, ref = _pair(model_cls, config, obs_dim)
+    _train(fast, 5, config.batch_size)
+    _train(ref, 5, config.batch_size)
+    _assert_same(fast, ref, atol=1e-5)
+    # and the Adam moments the checkpoints carry
+    for name in ("actor", "critic"):
+        opt_fast, opt_ref = getattr(fast, name).optimizer, getattr(ref, name).optimizer
+        for p_fast, p_ref in zip(opt_fast.param_groups[0]["params"], opt_ref.param_groups[0]["params"], strict=True):
+            s_fast, s_ref = opt_fast.state[p_fast], opt_ref.state[p_ref]
+            assert float(s_fast["step"]) == float(s_ref["step"]) == 5
+            th.testing.assert_close(s_fast["exp_avg"], s_ref["exp_avg"], atol=1e-6, rtol=1e-4)
+
+
+def test_target_critics_follow_the_polyak_rule() -> None:
+    config = SACConfig(net_arch=(16,), batch_size=8)
+    fast, _ = _pair(QSAC, config, OBS_DIM)
+    critic_before = [p.detach().clone() for p in fast.critic.parameters()]
+    target_before = [p.detach().clone() for p in fast.critic_target.parameters()]
+    _train(fast, 1, config.batch_size)
+    for c0, t0, c1, t1 in zip(critic_before, target_before, fast.critic.parameters(), fast.critic_target.parameters(),
+                              strict=True):  # fmt: skip
+        assert not th.equal(c0, c1.detach())
+        th.testing.assert_close(t1.detach(), (1 - config.tau) * t0 + config.tau * c1.detach())
+
+
+def test_parameters_stay_sb3_parameters_and_state_dicts_load_back() -> None:
+    config = SACConfig(net_arch=(16, 16), batch_size=8)
+    fast, ref = _pair(QSAC, config, OBS_DIM)
+    params = list(fast.policy.parameters())
+    _train(fast, 2, config.batch_size)
+    assert list(fast.policy.parameters()) == params  # the same Parameter objects the optimisers hold
+    assert {id(p) for g in fast.critic.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in fast.critic.parameters()
+    }
+    # a state dict loaded into the fast model (as a checkpoint resume does) is what the next step starts from
+    ref.policy.load_state_dict(fast.policy.state_dict())
+    fast.policy.load_state_dict(ref.policy.state_dict())
+    assert fast._fast is not None and fast._fast.is_current(config.batch_size)
+    # deep copies: a loaded optimiser state would otherwise share its moment tensors with the source
+    ref.critic.optimizer.load_state_dict(copy.deepcopy(fast.critic.optimizer.state_dict()))
+    ref.actor.optimizer.load_state_dict(copy.deepcopy(fast.actor.optimizer.state_dict()))
+    ref.ent_coef_optimizer.load_state_dict(copy.deepcopy(fast.ent_coef_optimizer.state_dict()))
+    with th.no_grad():
+        ref.log_ent_coef.copy_(fast.log_ent_coef)
+    _train(fast, 1, config.batch_size)
+    _train(ref, 1, config.batch_size)
+    _assert_same(fast, ref, atol=1e-5)
+
+
+def test_unsupported_models_fall_back_to_stable_baselines3() -> None:
+    config = SACConfig(net_arch=(8,), batch_size=8)
+    fast, _ = _pair(QSAC, config, OBS_DIM)
+    assert unsupported_reason(fast) is None
+    fast.target_update_interval = 2
+    assert unsupported_reason(fast) == "target_update_interval != 1"
+    _train(fast, 1, config.batch_size)
+    assert fast.fast_fallback_reason == "target_update_interval != 1" and fast._fast is None
+    assert fast._n_updates == 1
+
+
+
+def test_models_off_the_cpu_are_not_taken_by_the_single_model_fast_update() -> None:
+    config = SACConfig(net_arch=(8,), batch_size=8)
+    fast, _ = _pair(QSAC, config, OBS_DIM)
+    fast.policy.to("meta")  # a device other than the CPU that exists on every machine (no data, no arithmetic)
+    assert unsupported_reason(fast) == "parameters on meta (it runs on the CPU only)"
