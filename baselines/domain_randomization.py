@@ -1,7 +1,7 @@
 """``domain_randomization``: SAC on games whose physics is redrawn every training episode; no adversary.
 
 After each training episode's reset, every robustness parameter of the task (``game.param_bounds()``, the
-ranges of DESIGN.md section 3) is drawn uniformly from its range with the game's own generator, which the
+ranges of docs/games.md) is drawn uniformly from its range with the game's own generator, which the
 reset has just seeded (so the draws are reproducible from the trial seed). The new masses and friction act
 from the first control step; the initial state is drawn before them (it does not depend on these
 parameters in any task). Evaluation episodes run at the nominal parameters.

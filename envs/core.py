@@ -1,4 +1,4 @@
-"""The two-player zero-sum game contract (DESIGN.md section 3) and the machinery every task shares.
+"""The two-player zero-sum game contract (docs/games.md) and the machinery every task shares.
 
 A :class:`ZeroSumGame` wraps one MuJoCo task. The protagonist drives the task's actuators; the adversary
 applies external forces (N) or torques (N·m) to listed bodies through ``data.xfrc_applied``, held for every

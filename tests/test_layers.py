@@ -19,7 +19,7 @@ PACKAGES = ("envs", "qarl", "baselines")
 LAYERS: list[tuple[str, ...]] = [
     ("envs",),
     ("qarl",),  # the package itself: its version only
-    ("qarl.files",),
+    ("qarl.files", "qarl.provenance"),
     ("qarl.config",),
     ("qarl.sac",),
     ("qarl.training",),

@@ -1,4 +1,4 @@
-"""Robustness evaluation of a trained trial (DESIGN.md section 6), written to ``eval.parquet``.
+"""Robustness evaluation of a trained trial (docs/results.md), written to ``eval.parquet``.
 
 Metrics (one tidy row per episode): ``nominal`` (zero force, nominal parameters), ``adversary`` (the
 co-trained adversary at the method's evaluation setting, e.g. alpha = 0), ``worst_case`` (a fresh SAC adversary

@@ -2,7 +2,7 @@
 
 :func:`run_group` runs K ordinary trials (:func:`qarl.experiment.trial.run_trial`, one per seed and run directory) in
 lock-step and performs the gradient steps that fall due at the same time as one batched step
-(:class:`~qarl.sac.grouped.GroupedSACUpdate`). Each seed writes its own run directory (DESIGN.md section 6:
+(:class:`~qarl.sac.grouped.GroupedSACUpdate`). Each seed writes its own run directory (docs/results.md:
 ``config.yaml``, ``meta.json``, ``progress.parquet``, ``checkpoints/``, ``eval.parquet``) that loads and resumes like a
 single-seed run's, and every seed's parameters follow its single-seed run to float rounding
 (``tests/qarl/test_grouped.py``).

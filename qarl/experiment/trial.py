@@ -1,4 +1,4 @@
-"""One trial (task, method, seed) in its run directory (DESIGN.md section 6).
+"""One trial (task, method, seed) in its run directory (docs/results.md).
 
 ``<out>/<experiment>/<task>/<algorithm>/seed=<k>/`` holds ``config.yaml`` (resolved), ``meta.json``
 (versions, git revision, host, times, status, failure reason), ``progress.parquet`` (one row per

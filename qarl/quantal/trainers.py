@@ -9,7 +9,7 @@ one alpha per episode of a phase; episode k of the adversary phase and episode k
 alpha_k. Every training episode gives the teacher one (alpha, discounted protagonist return) pair (both phases:
 our reading of "collected pairs"), and the teacher updates every 30 pairs. At evaluation alpha = 0.
 
-Ablations (DESIGN.md section 4):
+Ablations (docs/methods.md):
 - ``qarl_linear``: no teacher; alpha held at 0.05 for the first third of training, linear to 0.001 by two thirds,
   then 0.001 (the hold length is our choice: the paper says "held, then linear by 2/3").
 - ``qarl_point``: the teacher's distribution collapsed to a point: every episode uses the current mean
@@ -120,7 +120,7 @@ class AlphaTrainer(TwoPlayerTrainer):
         self._episode_index[phase] += 1
 
     def evaluate(self) -> dict[str, float]:
-        self._alpha = 0.0  # evaluation against the Nash-limit adversary (DESIGN.md section 4)
+        self._alpha = 0.0  # evaluation against the Nash-limit adversary (docs/methods.md)
         return super().evaluate()
 
     def prepare_evaluation(self) -> None:

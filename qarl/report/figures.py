@@ -1,6 +1,6 @@
 """Plotting functions of the paper figures and tables (``qarl reproduce``).
 
-Each function reads run directories (DESIGN.md section 6: ``config.yaml``, ``meta.json``, ``progress.parquet``,
+Each function reads run directories (docs/results.md: ``config.yaml``, ``meta.json``, ``progress.parquet``,
 ``eval.parquet``) and writes its PNG and its table (Markdown and CSV) into ``out``; the Markdown states the command,
 scale, seeds, methods, tasks and package versions of the runs it was drawn from, and lists runs that did not complete
 (they are never averaged). Nothing is drawn from data other than the runs given.

@@ -29,7 +29,7 @@ from qarl.sac.fast import FastSACUpdate, unsupported_reason
 
 @dataclass(frozen=True)
 class SACConfig:
-    """One player's soft actor-critic (defaults: the QARL paper's settings, DESIGN.md section 4)."""
+    """One player's soft actor-critic (defaults: the QARL paper's settings, docs/methods.md)."""
 
     net_arch: tuple[int, ...] = (256, 256, 256)
     """Hidden layer sizes of the actor and of each of the twin critics (ReLU)."""
@@ -101,7 +101,7 @@ class QSAC(SAC):
     """stable-baselines3 SAC whose actor, critic and temperature keep their own learning rates.
 
     ``SAC.train`` calls ``_update_learning_rate`` on every call and would set all three optimisers to the
-    single ``learning_rate`` schedule (NOTES.md); this override sets each optimiser to its own rate.
+    single ``learning_rate`` schedule; this override sets each optimiser to its own rate.
 
     With ``fast_update`` (the default), :meth:`train` runs :class:`~qarl.sac.fast.FastSACUpdate`, the same
     gradient step as ``SAC.train`` with less work; models it does not support (see

@@ -1,7 +1,7 @@
-"""A sweep as a Ray Tune experiment: one trial per (task, method, seed) (DESIGN.md section 7).
+"""A sweep as a Ray Tune experiment: one trial per (task, method, seed) (docs/sweeps.md).
 
 Each Tune trial is a function trainable that runs :func:`qarl.experiment.trial.run_trial` in the trial's run directory
-under the sweep's storage path (DESIGN.md section 6) and calls ``tune.report`` after every iteration. The run
+under the sweep's storage path (docs/results.md) and calls ``tune.report`` after every iteration. The run
 directory, not Tune, holds the state: a retried trial (``FailureConfig``) or a trial of a resumed sweep continues
 from the newest checkpoint there, and a trial whose ``meta.json`` says ``completed`` returns at once without touching
 its files. Tune's own files go to ``<storage>/<name>/_tune/``.

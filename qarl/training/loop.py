@@ -1,4 +1,4 @@
-"""The two-player training loop (DESIGN.md section 4).
+"""The two-player training loop (docs/methods.md).
 
 Per iteration: the method's curriculum hook, then one learning phase per entry of ``phases`` (RARL: the
 adversary's 5 episodes, then the protagonist's 5), in which one player learns and the other is frozen but

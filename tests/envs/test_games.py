@@ -1,4 +1,4 @@
-"""Registry-wide properties of the games (DESIGN.md section 3), parametrized over every task id."""
+"""Registry-wide properties of the games (docs/games.md), parametrized over every task id."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from envs.core import ZeroSumGame
 
 ALL_TASKS = envs.list_tasks()
 NAVIGATE = "dmc/quadruped-navigate"
-# The swimmer moves in the x-y plane (its joints allow no z motion), so the z force that DESIGN.md gives
+# The swimmer moves in the x-y plane (its joints allow no z motion), so the z force of
 # its adversary has no effect; kept for the contract, checked to be inert.
 INERT_FORCE_DIMS = {("gym/Swimmer-v5", "torso.fz")}
 
