@@ -129,8 +129,8 @@ def bench_grid(
 
     Per task, ``rounds`` alternating rounds of both paths; the medians are compared.
     """
-    from qarl.experiment.registry import get_algorithm
     from qarl.evaluation.runner import EvalConfig, Evaluator
+    from qarl.experiment.registry import get_algorithm
     from qarl.training.loop import PROTAGONIST, LoopConfig
 
     th.set_num_threads(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qarl.training import fast_sac
+from qarl.sac import fast as fast_sac
 
 
 @pytest.fixture(params=["onednn", "torch-mm"])

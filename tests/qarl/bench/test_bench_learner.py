@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from test_fast_sac import _pair  # the equivalence test's pair of models (pytest puts this folder on sys.path)
+from learner_pairs import pair as _pair  # the equivalence tests' pair of models (tests/qarl/learner_pairs.py)
 from torch.utils.flop_counter import FlopCounterMode
 
 from qarl.bench.learner import paper_scale_counts, record_matmuls, replay_seconds
 from qarl.cli import main
+from qarl.sac import fast as fast_sac
 from qarl.sac.flops import sac_update_flops
 from qarl.sac.learner import QSAC, SACConfig
-from qarl.training import fast_sac
 
 
 def _linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
