@@ -54,12 +54,12 @@ class ForceCurriculumTrainer(QARLTrainer):
             ADVERSARY: self._make_player(ADVERSARY, self.config.adversary),
         }
 
-    def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
-        return np.append(obs, budget_fraction(self._alpha))
+    def observed_value(self) -> float:
+        return budget_fraction(self._alpha)
 
-    def adversary_force(self, action: np.ndarray) -> np.ndarray:
+    def adversary_forces(self, actions: np.ndarray) -> np.ndarray:
         budget = budget_fraction(self._alpha) * self.game.adversary_bound
-        return np.clip(action, -budget, budget)
+        return np.clip(actions, -budget, budget)
 
     def extra_stats(self) -> dict[str, float]:
         stats = super().extra_stats()

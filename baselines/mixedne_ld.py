@@ -60,6 +60,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qarl.sac.learner import NonFiniteLossError, SACConfig
+from qarl.sac.views import CHUNK, CriticBatch, SharedCriticView
 from qarl.training.checkpoint import CheckpointError
 from qarl.training.loop import ADVERSARY, PROTAGONIST, LoopConfig, TwoPlayerTrainer
 from qarl.training.seeds import stream_seed
@@ -389,6 +390,10 @@ class MixedNELDTrainer(TwoPlayerTrainer):
             for name, cfg in ((PROTAGONIST, self.config.protagonist), (ADVERSARY, self.config.adversary))
         }
 
+    def critic_views(self) -> dict[str, JointCriticView]:
+        """The shared critic, diagnosed as ``diag/joint/...``."""
+        return {JOINT: JointCriticView(self)}
+
     # ------------------------------------------------------------------ acting
     def mix(self, a_pi: Any, a_adv: Any) -> Any:
         """The NR-MDP executed action (1 - delta) a_pi + delta a_adv (numpy arrays or tensors, in [-1, 1])."""
@@ -529,3 +534,50 @@ class MixedNELDTrainer(TwoPlayerTrainer):
             group["lr"] = self.config.critic_lr
         self.buffer.load_state_dict(state["buffer"])
         self.joint_steps, self.gradient_steps = state["joint_steps"], state["gradient_steps"]
+
+
+class JointCriticView(SharedCriticView):
+    """The view of ``mixedne_ld``'s shared soft twin critic Q(s, a) of the executed action.
+
+    Its backup is the method's own target with the current critic: y = r + gamma (1 - d) (1/K') sum_k
+    [f(s', mix(a'_k, b'_k)) - alpha log pi(a'_k|s') + alpha_adv log nu(b'_k|s')] with a'_k ~ pi and b'_k ~ nu, the two
+    Langevin actors. The buffer stores no behaviour density of the executed (mixed) action, so the ``shift`` group
+    stays NaN.
+    """
+
+    def __init__(self, trainer: MixedNELDTrainer) -> None:
+        self.trainer, self.critic, self.q1 = trainer, trainer.critic, trainer.critic.q1
+        self.gamma = float(trainer.config.protagonist.gamma)
+        self.alpha, self.alpha_adv = float(trainer.config.alpha), float(trainer.config.alpha_adv)
+        self.actors = (trainer.players[PROTAGONIST].actor, trainer.players[ADVERSARY].actor)
+        buf = trainer.buffer
+        self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.capacity
+
+    def batch(self, idx: np.ndarray) -> CriticBatch:
+        buf = self.trainer.buffer
+        f = lambda a: th.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        return CriticBatch(
+            obs=f(buf.obs[idx]),
+            actions=f(buf.a_exec[idx]),
+            rewards=f(buf.reward[idx]),
+            next_obs=f(buf.next_obs[idx]),
+            not_done=f(1.0 - buf.terminated[idx]),  # the buffer stores true terminations only
+            behaviour_log_prob=th.full((len(idx),), math.nan),
+        )
+
+    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return th.cat([obs, actions], dim=1)
+
+    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """min(Q_1, Q_2)(s, a), (B,)."""
+        return th.cat(
+            [th.min(*self.critic(obs[i : i + CHUNK], actions[i : i + CHUNK])) for i in range(0, len(obs), CHUNK)]
+        )
+
+    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(executed action mix(a, b) with a ~ pi, b ~ nu, its entropy term -alpha log pi(a) + alpha_adv log nu(b))."""
+        (a, logp), (b, logq) = (actor(obs) for actor in self.actors)
+        return self.trainer.mix(a, b), -self.alpha * logp + self.alpha_adv * logq
+
+    def to_env(self, scaled: np.ndarray) -> np.ndarray:
+        return self.trainer.to_env(scaled)

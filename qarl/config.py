@@ -21,7 +21,6 @@ import functools
 import math
 import os
 import re
-import secrets
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
+
+from qarl.files import atomic_write_text
 
 __all__ = ["ConfigError", "dump_yaml", "from_dict", "load_yaml", "merge", "parse_overrides", "to_dict"]
 
@@ -381,22 +382,19 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+SCALES = ("smoke", "small", "paper")
+"""The budget presets of ``configs/scales.yaml``, smallest first."""
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (next to the packages)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
 def dump_yaml(data: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``data`` with ``yaml.safe_dump(sort_keys=False)``, atomically: a reader sees the old file or the new one.
 
     The text is produced before any file is touched, so data ``safe_dump`` cannot represent leaves nothing behind.
     """
     text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, as for a plain open(); mkstemp would force 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)

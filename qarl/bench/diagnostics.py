@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qarl import provenance
 from qarl.diagnostics.neural import GROUPS, NeuralDiagnostics
 from qarl.experiment.registry import get_algorithm
 from qarl.experiment.trial import resolve_config
@@ -42,6 +43,7 @@ def bench_overhead(
 ) -> dict[str, Any]:
     """Run the benchmark, print its table through ``log`` and return the measurements."""
     log = log or (lambda msg: print(msg, flush=True))
+    log(provenance.header("qarl diagnose overhead"))
     config = resolve_config(task, algo, seed, scale, {"eval": {"enabled": False}})
     every = config.diagnostics.every
     cls = get_algorithm(algo)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from qarl import provenance
 from qarl.sac.flops import sac_update_flops
 
 AUTHORS_HOURS = 5.8
@@ -167,34 +166,10 @@ def _updates_per_s(model: Any, updates: int, batch_size: int) -> float:
     return updates / (time.perf_counter() - t0)
 
 
-def _load() -> str:
-    try:
-        one, five, fifteen = (f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - platforms without getloadavg
-        return "unknown"
-    return f"{one}, {five}, {fifteen}"
-
-
-def _versions() -> str:
-    import stable_baselines3
-
-    sb3 = stable_baselines3.__version__
-    return f"python {platform.python_version()}, torch {th.__version__}, stable-baselines3 {sb3}"
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
-
-
 def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str, Any]:
     """Alternating rounds of the matmul limit, SB3's update and the suite's update; print and return the medians."""
     th.set_num_threads(1)
+    print(provenance.header("qarl bench update"), flush=True)
     obs_dim, act_dim, net_arch, batch = 17, 6, (256, 256, 256), 256
     flops = sac_update_flops(obs_dim, act_dim, net_arch, batch)
     learners = {
@@ -203,8 +178,6 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
     }
     for model in learners.values():  # warm-up: allocations, the fast path's layout, optimiser state
         _updates_per_s(model, 5, batch)
-    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
-    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
     kernels = [f"matmul {k}" for k in MATMUL_KERNELS]
     runs: dict[str, list[float]] = {**{k: [] for k in kernels}, **{k: [] for k in learners}}
     names = list(learners)
@@ -270,7 +243,7 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
             f"{flop / alone / 1e9 / limit:.1%} of the limit (the update's other work adds "
             f"{1000 / statistics.median(runs[names[1]]) - alone * 1e3:.2f} ms)"
         )
-    print(f"load average at end: {_load()}")
+    print(f"load average at end: {provenance.load_average()}")
     return summary
 
 
@@ -326,8 +299,7 @@ def bench_trial(
 ) -> dict[str, Any]:
     """Short QARL trials with the fast learner and the SB3 path, alternating; env steps/s and paper-scale projection."""
     th.set_num_threads(1)
-    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
-    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
+    print(provenance.header("qarl bench trial"), flush=True)
     paths = {"stable-baselines3 SAC.train": False, "qarl fast update": True}
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
     names = list(paths)
@@ -376,7 +348,7 @@ def bench_trial(
         f"env steps/s fast / stable-baselines3: {fast['steps_per_s'] / base['steps_per_s']:.2f}x; projected "
         f"paper-scale trial {hours:.2f} h vs {AUTHORS_HOURS} h ({AUTHORS_HOURS / hours:.2f}x faster)"
     )
-    print(f"load average at end: {_load()}")
+    print(f"load average at end: {provenance.load_average()}")
     return summary
 
 
@@ -398,6 +370,7 @@ def bench_group(
 
     if device == "cpu":
         th.set_num_threads(1)
+    print(provenance.header("qarl bench group", {"device": device}), flush=True)
     obs_dim, act_dim, net_arch, batch = 17, 6, (256, 256, 256), 256
     per_update = sac_update_flops(obs_dim, act_dim, net_arch, batch)["required"]
     single = _learner(True, obs_dim, act_dim, 10_000, seed) if device == "cpu" else None
@@ -425,8 +398,6 @@ def bench_group(
     for _, run in learners.values():  # warm-up: layouts, optimiser state, allocations
         run(3)
     _sync(device)
-    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
-    print(f"versions: {_versions()}; device {device}; torch threads: {th.get_num_threads()}", flush=True)
     names = list(learners)
     kernels = [f"matmul {k}" for k in MATMUL_KERNELS] if device == "cpu" else []
     runs: dict[str, list[float]] = {**{k: [] for k in kernels}, **{n: [] for n in names}}
@@ -470,7 +441,7 @@ def bench_group(
             f"{name:38s} {total:16.1f} {total / k:10.1f} {gflops:8.1f} {gflops / limit:9.1%} {total / base:6.2f}x  "
             + " ".join(f"{x:.1f}" for x in runs[name])
         )
-    print(f"load average at end: {_load()}")
+    print(f"load average at end: {provenance.load_average()}")
     return summary
 
 
@@ -493,11 +464,13 @@ def bench_group_trial(
     import pandas as pd
 
     from qarl.config import parse_overrides
+    from qarl.experiment import rundir
     from qarl.experiment.group import run_group
     from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
     from qarl.sac.learner import SACConfig
 
     th.set_num_threads(1)
+    print(provenance.header("qarl bench group --trial"), flush=True)
     sets = ["loop.iterations=1", f"loop.episodes_per_phase={episodes}", "eval.enabled=false"]
     sets += ["diagnostics.enabled=false", "loop.eval_episodes=0"]
     probe = resolve_config(task, algo, 0, "paper", parse_overrides(sets))
@@ -517,8 +490,6 @@ def bench_group_trial(
 
     paths: dict[str, Callable[[Path], None]] = {f"run_trial x {k}, one by one": one_by_one}
     paths[f"run_group, K = {k}"] = grouped
-    print(f"machine: {_machine()}; load average (1, 5, 15 min) at start: {_load()}", flush=True)
-    print(f"versions: {_versions()}; torch threads: {th.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="qarl-bench-group-") as tmp:  # warm-up: imports, model compilation
         short = dataclasses.replace(configs[0], loop=dataclasses.replace(configs[0].loop, horizon=50))
         run_trial(short, run_dir=Path(tmp) / "warm-up", log=quiet)
@@ -533,7 +504,7 @@ def bench_group_trial(
                 paths[name](Path(tmp))
                 runs[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
-                progress = [run_dir_for(tmp, "bench", task, algo, c.seed) / "progress.parquet" for c in configs]
+                progress = [run_dir_for(tmp, "bench", task, algo, c.seed) / rundir.PROGRESS_FILE for c in configs]
                 steps = sum(int(pd.read_parquet(f)["env_steps"].iloc[-1]) for f in progress)
             print(
                 f"  round {r + 1}/{rounds} {name:28s} {runs[name][-1]:7.1f} s wall, {cpu[name][-1]:7.1f} s CPU",
@@ -562,7 +533,7 @@ def bench_group_trial(
             f"{name:30s} {wall:7.1f}s {steps / wall:12.1f} {base / wall:7.2f}x {used:7.1f}s {steps / used:10.1f} "
             f"{base_cpu / used:7.2f}x"
         )
-    print(f"load average at end: {_load()}")
+    print(f"load average at end: {provenance.load_average()}")
     return summary
 
 

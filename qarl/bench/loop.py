@@ -21,6 +21,8 @@ from typing import Any
 
 import torch as th
 
+from qarl import provenance
+
 
 def _sb3_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[float, int]:
     import envs
@@ -58,6 +60,7 @@ def bench_loop(
 ) -> dict[str, Any]:
     """Alternate rounds of both paths; print and return the medians and their ratios."""
     th.set_num_threads(1)
+    print(provenance.header("qarl bench loop"), flush=True)
     results: dict[str, list[tuple[float, int]]] = {"stable-baselines3 SAC.learn": [], "qarl two-player loop": []}
     for r in range(rounds):
         for name, fn in (("stable-baselines3 SAC.learn", _sb3_round), ("qarl two-player loop", _loop_round)):
@@ -134,6 +137,7 @@ def bench_grid(
     from qarl.training.loop import PROTAGONIST, LoopConfig
 
     th.set_num_threads(1)
+    print(provenance.header("qarl bench grid"), flush=True)
     out = {}
     for task in tasks:
         trainer_cls = get_algorithm("sac")

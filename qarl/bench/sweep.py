@@ -16,27 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from qarl import provenance
 from qarl.experiment.registry import get_algorithm
 from qarl.sac.learner import SACConfig
 from qarl.sweep.config import Resources, SweepConfig, plan_trials
 from qarl.sweep.launch import run_sweep
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def _sweep(storage: Path, name: str, task: str, algo: str, seeds: tuple[int, ...], iterations: int, horizon: int):
@@ -91,8 +82,10 @@ def bench_sweep(
     horizon: int = 200,
     out: str | os.PathLike[str] | None = "results/benchmarks/sweep.md",
 ) -> dict[str, Any]:
-    """Run both sweeps, print the table and write it (with command, versions and load) to ``out``."""
-    load_before = _load()
+    """Run both sweeps, print the table and write it, below :func:`qarl.provenance.header`, to ``out``."""
+    head = provenance.header("Sweep scaling on the embedded local Ray")
+    print(head, flush=True)
+    load_before = provenance.load_average()
     results = {}
     with tempfile.TemporaryDirectory(prefix="qarl-bench-sweep-") as tmp:
         for n in (1, 2):
@@ -103,20 +96,11 @@ def bench_sweep(
             if summary["failed"]:
                 raise RuntimeError(f"benchmark trials failed: {summary['failed']}")
             results[n] = {**_measure(summary), "sweep_seconds": time.perf_counter() - t0}
-    load_after = _load()
+    load_after = provenance.load_average()
     one, two = results[1], results[2]
     ratio = two["steps_per_s"] / one["steps_per_s"]
     overheads = [t["overhead"] for r in results.values() for t in r["trials"].values()]
     lines = [
-        "# Sweep scaling on the embedded local Ray",
-        "",
-        "Command: `qarl bench sweep"
-        + (f" --task {task}" if task != "dmc/cartpole-balance" else "")
-        + (f" --algo {algo}" if algo != "sac" else "")
-        + (f" --iterations {iterations}" if iterations != 3 else "")
-        + (f" --horizon {horizon}" if horizon != 200 else "")
-        + "`",
-        "",
         f"Workload per trial: {task}, {algo}, scale small (3x256 networks, batch 256), {iterations} iterations of "
         f"horizon {horizon}, updates from the first iteration, no per-iteration or end-of-trial evaluation; "
         "1 CPU and 1 torch thread per trial.",
@@ -148,38 +132,17 @@ def bench_sweep(
         f"median {statistics.median(overheads):.1f}s, range {min(overheads):.1f}-{max(overheads):.1f}s over "
         f"{len(overheads)} trials.",
         "",
-        f"Machine: {os.cpu_count()} CPU cores, {platform.platform()}; load average (1, 5, 15 min) before "
-        f"{load_before}, after {load_after}. The machine is shared with other jobs, so a load above 0 means the two "
-        "trials did not have the cores to themselves; one measurement, not a distribution.",
-        "",
-        "Versions: "
-        + ", ".join(f"{p} {_version(p)}" for p in ("qarl", "ray", "torch", "stable-baselines3", "mujoco"))
-        + f", Python {platform.python_version()}; git {_git()}.",
+        f"Load average (1, 5, 15 min) before {load_before}, after {load_after}. The machine is shared with other "
+        "jobs, so a load above 0 means the two trials did not have the cores to themselves; one measurement, not a "
+        "distribution.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        Path(out).write_text(head + "\n\n" + text)
         print(f"wrote {out}", file=sys.stderr)
     return {"results": results, "ratio": ratio, "overheads": overheads}
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "n/a"
-
-
-def _git() -> str:
-    try:
-        return subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parents[2]), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
 
 
 __all__ = ["bench_sweep"]

@@ -7,15 +7,15 @@ full text was not available to us: every definition below is this project's own 
 quantities for a neural critic, and is not claimed to equal a constant of the paper.
 
 :class:`NeuralDiagnostics` is a callback run by :func:`qarl.experiment.trial.run_trial` after every iteration: on every
-``diagnostics.every``-th iteration (1-based: iterations every, 2 every, ...) it logs, for each player whose learner
-is a stable-baselines3 SAC (``qarl.sac.learner.Player`` with a ``QSAC`` model, including QARL's alpha-conditioned
-adversary), the columns ``diag/<player>/<group>/<name>`` listed in :data:`GROUPS` into the progress row; on the
-other iterations the same columns are NaN, so the parquet schema is stable. Methods without SAC critics get no
-columns for that player: ``cat`` has no adversary player (its protagonist is diagnosed). ``mixedne_ld`` (one soft
-twin critic of the executed action shared by two Langevin actors, :mod:`baselines.mixedne_ld`) is diagnosed as one
-critic, ``diag/joint/<group>/<name>``, with its own backup (:class:`_JointView`: f = min_j Q_j, the next action the
-mixture of both actors' samples, both entropy terms) and Monte-Carlo rollouts of the mixture; its buffer stores no
-behaviour density of the mixed actions, so its ``shift`` columns are NaN.
+``diagnostics.every``-th iteration (1-based: iterations every, 2 every, ...) it logs, for each critic the trainer
+lists in ``trainer.critic_views()`` (by default one :class:`~qarl.sac.views.SACCriticView` per player whose learner is
+a stable-baselines3 SAC, including QARL's alpha-conditioned adversary), the columns ``diag/<player>/<group>/<name>``
+listed in :data:`GROUPS` into the progress row; on the other iterations the same columns are NaN, so the parquet
+schema is stable. Methods without SAC critics get no columns for that player: ``cat`` has no adversary player (its
+protagonist is diagnosed). A method whose one critic of the executed action is shared by both players declares it as
+a :class:`~qarl.sac.views.SharedCriticView` (``mixedne_ld``: ``diag/joint/<group>/<name>``, with its own backup: f =
+min_j Q_j, the next action the mixture of both actors' samples, both entropy terms) and gets Monte-Carlo rollouts of
+the combined action; its buffer stores no behaviour density of the mixed actions, so its ``shift`` columns are NaN.
 
 Notation, per player: the replay buffer holds (s, a, r, s', d) with a the action scaled to [-1, 1], r the player's
 reward (r for the protagonist, -r for the adversary) and d = 1 only for a true termination (a time-limit truncation
@@ -102,20 +102,17 @@ IBE is known exactly.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch as th
 from torch import nn
 
 import envs
-from qarl.sac.alpha import AlphaConditionedSAC
-from qarl.sac.learner import QSAC, Player, squashed_log_prob
+from qarl.sac.views import CHUNK, CriticBatch, CriticView, SACCriticView, SharedCriticView
 from qarl.training.loop import ADVERSARY, PROTAGONIST, TwoPlayerTrainer
 from qarl.training.seeds import stream_seed
 
@@ -128,7 +125,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "representation": ("srank", "erank", "dead_units", "coadaptation", "feature_dot"),
 }
 
-_CHUNK = 8192  # rows per forward pass when evaluating many (s, a) pairs
 _MIN_TRANSITIONS = 8  # fewer stored transitions: the player's columns stay NaN
 
 
@@ -348,7 +344,7 @@ def bellman_regression(
 
 
 def _predict(model: nn.Module, x: th.Tensor) -> th.Tensor:
-    return th.cat([model(x[i : i + _CHUNK]).reshape(-1) for i in range(0, len(x), _CHUNK)])
+    return th.cat([model(x[i : i + CHUNK]).reshape(-1) for i in range(0, len(x), CHUNK)])
 
 
 @contextlib.contextmanager
@@ -368,178 +364,6 @@ def isolated_rng(seed: int) -> Iterator[None]:
 # One SAC player's critic, policy and replay data
 
 
-@dataclass
-class _Batch:
-    obs: th.Tensor
-    actions: th.Tensor
-    rewards: th.Tensor
-    next_obs: th.Tensor
-    not_done: th.Tensor  # 1 - d: 0 only for true terminations
-    behaviour_log_prob: th.Tensor
-
-
-class _CriticView:
-    """What the estimators read of one diagnosed critic (all under no_grad); subclasses set ``q1`` (the first twin
-    critic's MLP) and ``gamma``, and define ``critic_input``, ``f`` and ``soft_value_terms``."""
-
-    q1: nn.Module
-    gamma: float
-    has_behaviour_density = False  # whether the buffer's actions carry behaviour log-probabilities (the shift group)
-
-    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        raise NotImplementedError
-
-    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        raise NotImplementedError
-
-    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(next action a' sampled by the current policy, the entropy term added to f(s', a') in the backup)."""
-        raise NotImplementedError
-
-    def features(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """Penultimate (last hidden) layer of Q_1, (B, h)."""
-        hidden = self.q1[:-1]
-        chunks = range(0, len(obs), _CHUNK)
-        return th.cat([hidden(self.critic_input(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in chunks])
-
-    def backup(self, b: _Batch, k: int) -> tuple[th.Tensor, th.Tensor]:
-        """(expected backups y (B,), the first sampled next action a'_1 (B, |A|)); actions from torch's generator."""
-        n = len(b.obs)
-        next_rep = b.next_obs.repeat_interleave(k, dim=0)
-        values, first = [], []
-        for i in range(0, len(next_rep), _CHUNK):
-            s = next_rep[i : i + _CHUNK]
-            a, entropy = self.soft_value_terms(s)
-            values.append(self.f(s, a) + entropy)
-            first.append(a)
-        v = th.cat(values).reshape(n, k).mean(dim=1)
-        return b.rewards + self.gamma * b.not_done * v, th.cat(first).reshape(n, k, -1)[:, 0]
-
-    def fresh_network(self) -> nn.Module:
-        """Q_1's MLP with every layer re-initialised (torch's default initialisation, as both critics are built)."""
-        net = copy.deepcopy(self.q1)
-        for layer in net.modules():
-            if isinstance(layer, nn.Linear):
-                layer.reset_parameters()
-        return net.requires_grad_(True)
-
-
-class _SACView(_CriticView):
-    """Read-only access to a ``Player``'s critic, policy and buffer for the estimators (all under no_grad)."""
-
-    has_behaviour_density = True  # the buffer's actions carry their behaviour log-probabilities
-
-    def __init__(self, player: Player) -> None:
-        self.player, self.model = player, player.model
-        self.gamma = float(self.model.gamma)
-        self.q1 = self.model.critic.q_networks[0]
-        buf = player.buffer
-        self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.buffer_size
-
-    def batch(self, idx: np.ndarray) -> _Batch:
-        buf = self.player.buffer
-        f = lambda a: th.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
-        dones, timeouts = buf.dones[idx, 0], buf.timeouts[idx, 0]
-        return _Batch(
-            obs=f(buf.observations[idx, 0]),
-            actions=f(buf.actions[idx, 0]),
-            rewards=f(buf.rewards[idx, 0]),
-            next_obs=f(buf.next_observations[idx, 0]),
-            not_done=f(1.0 - dones * (1.0 - timeouts)),
-            behaviour_log_prob=f(self.player.behaviour_log_prob[idx]),
-        )
-
-    def temperature(self, obs: th.Tensor) -> th.Tensor:
-        """tau(s) per row: the last observation entry (alpha) for alpha-conditioned learners, else the temperature."""
-        if isinstance(self.model, AlphaConditionedSAC):
-            return obs[:, -1]
-        return th.full((len(obs),), self.model.temperature)
-
-    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        critic = self.model.critic
-        return th.cat([critic.extract_features(obs, critic.features_extractor), actions], dim=1)
-
-    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """min_j Q_j(s, a), (B,)."""
-        out = []
-        for i in range(0, len(obs), _CHUNK):
-            qs = self.model.critic(obs[i : i + _CHUNK], actions[i : i + _CHUNK])
-            out.append(th.min(th.cat(qs, dim=1), dim=1)[0])
-        return th.cat(out)
-
-    def log_prob(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """log pi(a|s) of given actions in [-1, 1] under the current policy (same density as at collection)."""
-        mean, log_std, _ = self.model.actor.get_action_dist_params(obs)
-        return squashed_log_prob(th.distributions.Normal(mean, log_std.exp()), actions)
-
-    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(a ~ pi(.|s), -tau(s) log pi(a|s)): SAC's soft value terms."""
-        a, logp = self.model.actor.action_log_prob(obs)
-        return a, -self.temperature(obs) * logp.reshape(-1)
-
-
-def _has_sac_critic(player: Any) -> bool:
-    return isinstance(player, Player) and isinstance(player.model, QSAC)
-
-
-JOINT = "joint"
-"""The column prefix ``diag/joint/...`` of a shared critic (``mixedne_ld``)."""
-
-
-def _has_joint_critic(trainer: Any) -> bool:
-    """A trainer with one twin critic shared by both players (``mixedne_ld``: ``critic``, ``critic_target``, a joint
-    replay buffer, ``mix`` and one ``"joint"`` phase)."""
-    return (
-        tuple(getattr(trainer, "phases", ())) == (JOINT,)
-        and isinstance(getattr(trainer, "critic", None), nn.Module)
-        and all(hasattr(trainer, a) for a in ("buffer", "mix", "to_env"))
-    )
-
-
-class _JointView(_CriticView):
-    """The view of ``mixedne_ld``'s shared soft twin critic Q(s, a) of the executed action.
-
-    Its backup is the method's own target with the current critic: y = r + gamma (1 - d) (1/K') sum_k
-    [f(s', mix(a'_k, b'_k)) - alpha log pi(a'_k|s') + alpha_adv log nu(b'_k|s')] with a'_k ~ pi and b'_k ~ nu, the two
-    Langevin actors. The buffer stores no behaviour density of the executed (mixed) action, so the ``shift`` group
-    stays NaN.
-    """
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer, self.critic, self.q1 = trainer, trainer.critic, trainer.critic.q1
-        self.gamma = float(trainer.config.protagonist.gamma)
-        self.alpha, self.alpha_adv = float(trainer.config.alpha), float(trainer.config.alpha_adv)
-        self.actors = (trainer.players[PROTAGONIST].actor, trainer.players[ADVERSARY].actor)
-        buf = trainer.buffer
-        self.size, self.pos, self.capacity = buf.size(), buf.pos, buf.capacity
-
-    def batch(self, idx: np.ndarray) -> _Batch:
-        buf = self.trainer.buffer
-        f = lambda a: th.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
-        return _Batch(
-            obs=f(buf.obs[idx]),
-            actions=f(buf.a_exec[idx]),
-            rewards=f(buf.reward[idx]),
-            next_obs=f(buf.next_obs[idx]),
-            not_done=f(1.0 - buf.terminated[idx]),  # the buffer stores true terminations only
-            behaviour_log_prob=th.full((len(idx),), math.nan),
-        )
-
-    def critic_input(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        return th.cat([obs, actions], dim=1)
-
-    def f(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """min(Q_1, Q_2)(s, a), (B,)."""
-        return th.cat(
-            [th.min(*self.critic(obs[i : i + _CHUNK], actions[i : i + _CHUNK])) for i in range(0, len(obs), _CHUNK)]
-        )
-
-    def soft_value_terms(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(executed action mix(a, b) with a ~ pi, b ~ nu, its entropy term -alpha log pi(a) + alpha_adv log nu(b))."""
-        (a, logp), (b, logq) = (actor(obs) for actor in self.actors)
-        return self.trainer.mix(a, b), -self.alpha * logp + self.alpha_adv * logq
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The callback
 
@@ -556,10 +380,10 @@ class NeuralDiagnostics:
     def __init__(self, trainer: TwoPlayerTrainer, config: DiagnosticsConfig) -> None:
         config.validate()
         self.trainer, self.config = trainer, config
-        self.joint = _has_joint_critic(trainer)
-        self.player_names = (
-            [JOINT] if self.joint else [n for n in (PROTAGONIST, ADVERSARY) if _has_sac_critic(trainer.players.get(n))]
-        )
+        views = trainer.critic_views()
+        self.joint = any(v.shared for v in views.values())
+        order = [n for n in (PROTAGONIST, ADVERSARY) if n in views]
+        self.player_names = order + [n for n in views if n not in order]
         self.columns = [c for n in self.player_names for c in player_columns(n)]
         self.last_seconds = 0.0
         self.last_group_seconds: dict[str, float] = {}
@@ -577,8 +401,8 @@ class NeuralDiagnostics:
         t0 = time.perf_counter()
         self.last_group_seconds = {g: 0.0 for g in GROUPS}
         seed = stream_seed(self.trainer.seed, "diagnostics", iteration)
-        sac_players = [p for p in self.trainer.players.values() if _has_sac_critic(p)]
-        policies = [(p.model.policy, p.model.policy.training) for p in sac_players]
+        views = self.trainer.critic_views()
+        policies = [(policy, policy.training) for v in views.values() for policy in v.policies()]
         try:
             for policy, _ in policies:
                 policy.set_training_mode(False)
@@ -586,11 +410,10 @@ class NeuralDiagnostics:
                 t = time.perf_counter()
                 mc = {}
                 if self.config.mc_episodes > 0:
-                    mc = self._monte_carlo_joint() if self.joint else self._monte_carlo()
+                    mc = self._monte_carlo_shared(views) if self.joint else self._monte_carlo(views)
                 self.last_group_seconds["mc"] += time.perf_counter() - t
                 for k, name in enumerate(self.player_names):
-                    view = _JointView(self.trainer) if self.joint else _SACView(self.trainer.players[name])
-                    values = self._diagnose(view, seed + 1 + k)
+                    values = self._diagnose(views[name], seed + 1 + k)
                     values.update({("mc", m): v for m, v in mc.get(name, {}).items()})
                     for (group, metric), v in values.items():
                         out[column(name, group, metric)] = float(v)
@@ -601,7 +424,7 @@ class NeuralDiagnostics:
         return out
 
     # ------------------------------------------------------------------ per player
-    def _diagnose(self, view: _CriticView, seed: int) -> dict[tuple[str, str], float]:
+    def _diagnose(self, view: CriticView, seed: int) -> dict[tuple[str, str], float]:
         """The bellman, regression, shift and representation groups of one critic."""
         cfg, n = self.config, view.size
         if n < _MIN_TRANSITIONS:
@@ -669,7 +492,7 @@ class NeuralDiagnostics:
         return out
 
     @staticmethod
-    def _shift(view: _SACView, uniform: np.ndarray, bh: _Batch) -> dict[tuple[str, str], float]:
+    def _shift(view: CriticView, uniform: np.ndarray, bh: CriticBatch) -> dict[tuple[str, str], float]:
         """The shift group from the behaviour log-probabilities stored with the actions."""
         out: dict[tuple[str, str], float] = {}
         bu = view.batch(uniform)
@@ -690,10 +513,9 @@ class NeuralDiagnostics:
             )
         return self._game
 
-    def _monte_carlo(self) -> dict[str, dict[str, float]]:
+    def _monte_carlo(self, views: dict[str, SACCriticView]) -> dict[str, dict[str, float]]:
         """Rollouts of both players in the method's evaluation state; per diagnosed player the mc metrics."""
         tr = self.trainer
-        views = {name: _SACView(p) for name, p in tr.players.items() if _has_sac_critic(p)}
         if PROTAGONIST not in views:
             return {}
         gamma = max(v.gamma for v in views.values())
@@ -739,11 +561,11 @@ class NeuralDiagnostics:
                 g_all[name].append(g[:m])
         return {name: _mc_metrics(f_all[name], g_all[name]) for name in views}
 
-    def _monte_carlo_joint(self) -> dict[str, dict[str, float]]:
-        """:meth:`_monte_carlo` for a shared critic (``mixedne_ld``): both actors sample, the mixture is executed (no
-        force), and the soft return adds -alpha log pi + alpha_adv log nu after each reward, as the critic's target."""
+    def _monte_carlo_shared(self, views: dict[str, SharedCriticView]) -> dict[str, dict[str, float]]:
+        """:meth:`_monte_carlo` for a shared critic (``mixedne_ld``): both actors sample, the combined action is
+        executed (no force), and the soft return adds the view's entropy term after each reward, as its target."""
         tr = self.trainer
-        view = _JointView(tr)
+        ((name, view),) = views.items()
         tail = math.ceil(math.log(self.config.mc_tail) / math.log(view.gamma))
         game = self._diag_game(tail)
         horizon = tr.loop.horizon
@@ -762,7 +584,7 @@ class NeuralDiagnostics:
                 actions.append(scaled)
                 entropy.append(float(e[0]))
                 obs, r, terminated, truncated, _ = game.step(
-                    tr.protagonist_action(obs, tr.to_env(scaled), scaled, None), zero
+                    tr.protagonist_action(obs, view.to_env(scaled), scaled, None), zero
                 )
                 rewards.append(r)
                 done = terminated or truncated
@@ -772,7 +594,7 @@ class NeuralDiagnostics:
             obs_t = th.as_tensor(np.asarray(observations[:m]), dtype=th.float32)
             f_all.append(view.f(obs_t, th.as_tensor(np.asarray(actions[:m]), dtype=th.float32)).numpy())
             g_all.append(g[:m])
-        return {JOINT: _mc_metrics(f_all, g_all)}
+        return {name: _mc_metrics(f_all, g_all)}
 
 
 def _mc_metrics(f_parts: list[np.ndarray], g_parts: list[np.ndarray]) -> dict[str, float]:

@@ -28,6 +28,7 @@ import pandas as pd
 import torch as th
 
 import envs
+from qarl.files import atomic_write_parquet
 from qarl.training.loop import TwoPlayerTrainer
 from qarl.training.seeds import EVALUATION_METRICS, stream_seed
 
@@ -139,8 +140,14 @@ def run_batch(
 class Evaluator:
     """Runs the metrics of :class:`EvalConfig` for a trained trainer and returns the tidy rows."""
 
-    def __init__(self, trainer: TwoPlayerTrainer, config: EvalConfig, log: Callable[[str], None] | None = None) -> None:
-        self.trainer, self.config = trainer, config
+    def __init__(
+        self,
+        trainer: TwoPlayerTrainer,
+        config: EvalConfig,
+        log: Callable[[str], None] | None = None,
+        configure_learner: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.trainer, self.config, self.configure_learner = trainer, config, configure_learner
         self.log = log or (lambda msg: None)
         loop = trainer.loop
         self.pool = GamePool(trainer.task_id, horizon=loop.horizon, adversary_bound=loop.adversary_bound)
@@ -244,8 +251,13 @@ class Evaluator:
             )
             view = AdversaryView(game, lambda o, det=det: trainer.eval_actions(o[None], det, False)[0][0])
             model = make_sac(sac_cfg, view.observation_space, view.action_space)
+            if self.configure_learner is not None:
+                self.configure_learner(model)
             model.set_env(view)
             view.reset(seed=_seed(trainer.seed, "worst_case", 99_999))
+            # stable-baselines3 draws the actions of its first learning_starts steps from the action space's own
+            # generator, which is otherwise seeded from the OS: seed it too, so the worst case is reproducible
+            model.action_space.seed(_seed(trainer.seed, "worst_case", 99_998))
             model.learn(total_timesteps=cfg.worst_case_steps)
             actor, policy = model.actor, model.policy
 
@@ -261,14 +273,14 @@ class Evaluator:
 
 
 def evaluate_trainer(trainer: TwoPlayerTrainer, config: EvalConfig, out: str | Path | None = None,
-                     log: Callable[[str], None] | None = None) -> pd.DataFrame:  # fmt: skip
-    """Evaluate ``trainer`` (restored or just trained); write ``out`` (eval.parquet) atomically when given."""
-    df = Evaluator(trainer, config, log).run()
+                     log: Callable[[str], None] | None = None,
+                     configure_learner: Callable[[Any], None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Evaluate ``trainer`` (restored or just trained); write ``out`` (eval.parquet) atomically when given.
+
+    ``configure_learner`` is called with the SAC model of each worst-case adversary before it trains."""
+    df = Evaluator(trainer, config, log, configure_learner).run()
     if out is not None:
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out)
+        atomic_write_parquet(out, df)
     return df
 
 

@@ -11,9 +11,10 @@ How the seeds are kept apart:
 
 - **Each seed's trial runs in its own thread, as a coroutine.** Exactly one thread runs at any time: the coordinator
   (the caller's thread) hands control to a seed's thread and waits until it hands it back, which happens when the seed
-  asks for a gradient step (``QSAC.train``, through :data:`qarl.sac.learner.train_hook`) or ends. Everything else
-  (games, acting, buffers, the method's curriculum, evaluation, diagnostics, checkpoints) is ``run_trial``'s own code,
-  unchanged; threads are only a way to suspend it in the middle of an episode.
+  asks for a gradient step (``QSAC.train``, through the ``update_delegate`` that the group sets on every model the
+  trial trains: ``run_trial(configure_learner=...)``) or ends. Everything else (games, acting, buffers, the method's
+  curriculum, evaluation, diagnostics, checkpoints) is ``run_trial``'s own code, unchanged; threads are only a way
+  to suspend it in the middle of an episode.
 - **Each seed has its own global random streams.** The single-seed trainer draws from numpy's and torch's *global*
   generators (it seeds them in ``TwoPlayerTrainer.__init__``; stable-baselines3 samples minibatches with
   ``np.random.randint`` and actions with torch; checkpoints save both). A :class:`SeedStream` holds one seed's two
@@ -47,9 +48,10 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from qarl.experiment import rundir
 from qarl.experiment.trial import TrialConfig, TrialError, run_trial
 from qarl.sac.grouped import GroupedSACUpdate, group_key
-from qarl.sac.learner import QSAC, train_hook
+from qarl.sac.learner import QSAC
 
 _MAX_LAYOUTS = 6  # grouped layouts kept per run (one per player when the seeds stay aligned)
 _STOP_WAIT_S = 10.0  # on Ctrl-C, how long to wait for the running seed to reach a point where it can stop
@@ -100,7 +102,6 @@ class _SeedThread:
 
     def _main(self) -> None:
         self._wake.acquire()
-        train_hook.set(self._train)
         try:
             if self.deliver is None:
                 self.result = self._job()
@@ -116,6 +117,10 @@ class _SeedThread:
             cached = (batch_size, model.fast_update, group_key(model, batch_size))
             self._keys[model] = cached
         return cached[2]
+
+    def attach(self, model: QSAC) -> None:
+        """Route the gradient steps of a model this seed's trial trains through the group."""
+        model.update_delegate = self._train
 
     def _train(self, model: QSAC, gradient_steps: int, batch_size: int) -> bool:
         """``QSAC.train`` in this thread: wait while the coordinator takes the step (batched with other seeds)."""
@@ -193,7 +198,7 @@ class _Coordinator:
             return
         for i, model in enumerate(models):  # what QSAC.train records after its step
             model._n_updates += 1
-            model._record_train([actor[i]], [critic[i]], [temp[i]] if temp is not None else [], [alpha[i]])
+            model.record_train([actor[i]], [critic[i]], [temp[i]] if temp is not None else [], [alpha[i]])
         self.batched_steps += 1
         self.seed_steps += len(models)
 
@@ -236,9 +241,9 @@ def run_group(
     if per_seed is not None and len(per_seed) != len(configs):
         raise TrialError(f"per_seed needs one entry per config, got {len(per_seed)}")
     for d, resume_d in zip(dirs, resumes, strict=True):  # run_trial checks these too, but then the others would run
-        if resume_d and not (d / "config.yaml").exists():
+        if resume_d and not (d / rundir.CONFIG_FILE).exists():
             raise TrialError(f"nothing to resume: {d / 'config.yaml'} does not exist")
-        if not resume_d and ((d / "config.yaml").exists() or (d / "progress.parquet").exists()):
+        if not resume_d and ((d / rundir.CONFIG_FILE).exists() or (d / rundir.PROGRESS_FILE).exists()):
             raise TrialError(
                 f"{d} already holds a run; pass --resume to continue it, or choose another --out or --experiment"
             )
@@ -248,7 +253,7 @@ def run_group(
         kwargs = {**trial_kwargs, **(per_seed[k] if per_seed is not None else {})}
         return lambda: run_trial(
             configs[k], run_dir=dirs[k], resume=resumes[k], iterations=iterations, log=log, stop_after=stop_after,
-            **kwargs,
+            configure_learner=workers[k].attach, **kwargs,
         )
 
     caller = SeedStream()

@@ -9,39 +9,29 @@ a checkpoint every ``loop.checkpoint_every`` iterations lets ``resume=True`` con
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import platform
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 import envs
-from qarl.config import ConfigError, dump_yaml, from_dict, load_yaml, merge, to_dict
+from qarl import provenance
+from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge, to_dict
 from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
+from qarl.experiment import rundir
 from qarl.experiment.registry import get_algorithm
-from qarl.sac.learner import NonFiniteLossError, SACConfig
+from qarl.experiment.rundir import run_dir_for
+from qarl.sac.learner import QSAC, NonFiniteLossError, SACConfig
 from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 
-SCALES = ("smoke", "small", "paper")
 _TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval", "diagnostics")
-_PACKAGES = ("qarl", "torch", "stable-baselines3", "gymnasium", "mujoco", "dm-control", "numpy", "pandas", "ray")
-
-
-def configs_dir() -> Path:
-    """The repository's ``configs/`` folder (next to the packages)."""
-    return Path(__file__).resolve().parents[2] / "configs"
 
 
 @dataclass(frozen=True)
@@ -119,50 +109,6 @@ def _is_sac_field(cls: type, name: str) -> bool:
     return default is SACConfig
 
 
-def run_dir_for(out: str | os.PathLike, experiment: str, task: str, algorithm: str, seed: int) -> Path:
-    return Path(out) / experiment / task / algorithm / f"seed={seed}"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_progress(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _git_revision() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        return {"revision": rev, "dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"revision": None, "dirty": None}
-
-
 class TrialError(Exception):
     """A user-facing problem with a trial's directory or arguments (reported without a traceback)."""
 
@@ -181,6 +127,7 @@ def run_trial(
     stop_after: int | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     meta_extra: Mapping[str, Any] | None = None,
+    configure_learner: Callable[[QSAC], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue) one trial in ``run_dir``; returns its ``meta.json`` dict.
 
@@ -188,15 +135,17 @@ def run_trial(
     may extend it. ``stop_after`` ends the process's work after that many iterations of this call (tests).
     ``on_iteration`` is called with each progress row once it (and any checkpoint) is on disk (Ray Tune's
     ``tune.report``); ``meta_extra`` adds keys to ``meta.json`` (the Ray node id and worker pid of a sweep trial).
+    ``configure_learner`` is called with every SAC model the trial trains, the trainer's and the evaluation's (a group
+    of seeds routes their gradient steps through itself, :mod:`qarl.experiment.group`).
     """
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    config_file, meta_file, progress_file = run_dir / "config.yaml", run_dir / "meta.json", run_dir / "progress.parquet"
-    ckpt_dir = run_dir / "checkpoints"
+    config_file, progress_file = run_dir / rundir.CONFIG_FILE, run_dir / rundir.PROGRESS_FILE
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
     if resume:
         if not config_file.exists():
             raise TrialError(f"nothing to resume: {config_file} does not exist")
-        saved = parse_trial_config(load_yaml(config_file))
+        saved = parse_trial_config(rundir.read_config(run_dir))
         ignored = {"loop": saved.loop, "eval": saved.eval, "diagnostics": saved.diagnostics}  # do not touch training
         if config is not None and dataclasses.replace(config, **ignored) != saved:
             given, have = config.to_dict(), saved.to_dict()
@@ -215,14 +164,16 @@ def run_trial(
         config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, iterations=iterations))
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_yaml(config.to_dict(), config_file)
+    rundir.write_config(run_dir, config.to_dict())
     trainer_cls = get_algorithm(config.algorithm)
     trainer: TwoPlayerTrainer = trainer_cls(config.task, config.algo, config.loop, config.seed)
+    for model in trainer.learners() if configure_learner is not None else ():
+        configure_learner(model)
     identity = {"task": config.task, "algorithm": config.algorithm, "seed": config.seed}
     diagnostics = NeuralDiagnostics(trainer, config.diagnostics) if config.diagnostics.enabled else None
 
     rows: list[dict[str, Any]] = []
-    meta: dict[str, Any] = json.loads(meta_file.read_text()) if (resume and meta_file.exists()) else {}
+    meta: dict[str, Any] = rundir.read_meta(run_dir, missing_ok=True) if resume else {}
     if resume:
         found = list_checkpoints(ckpt_dir)
         if found:
@@ -231,7 +182,7 @@ def run_trial(
             _check_same_config(state.get("config", {}), config, path)
             trainer.load_state_dict(state["trainer"])
             if progress_file.exists():
-                rows = [r for r in pd.read_parquet(progress_file).to_dict("records") if r["iteration"] <= it]
+                rows = [r for r in rundir.read_progress(run_dir).to_dict("records") if r["iteration"] <= it]
             log(f"resuming {run_dir} from iteration {it} ({path.name})")
         else:
             log(f"no checkpoint in {ckpt_dir}: starting {run_dir} from the beginning")
@@ -243,12 +194,12 @@ def run_trial(
         resumed=[*meta.get("resumed", []), _now()] if resume else [],
         host=socket.gethostname(),
         command=sys.argv,
-        versions=_versions(),
-        git=_git_revision(),
+        versions=provenance.versions(),
+        git=provenance.git_revision(),
         iterations=config.loop.iterations,
     )
     meta.update(meta_extra or {})
-    _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+    rundir.write_meta(run_dir, meta)
     target = config.loop.iterations
     done_here = 0
     t_start = time.perf_counter()
@@ -258,7 +209,7 @@ def run_trial(
             if diagnostics is not None:  # reads the players, never changes them (qarl/diagnostics/neural.py)
                 row.update(diagnostics.on_iteration_end(trainer.iteration))
             rows.append(row)
-            _write_progress(progress_file, rows)
+            rundir.write_progress(run_dir, rows)
             it = trainer.iteration
             if it % config.loop.checkpoint_every == 0 or it == target:
                 save_checkpoint(
@@ -274,13 +225,15 @@ def run_trial(
             if stop_after is not None and done_here >= stop_after and trainer.iteration < target:
                 meta.update(status="stopped", finished=_now())
                 return meta
-        if config.eval.enabled and not (run_dir / "eval.parquet").exists():
+        eval_file = run_dir / rundir.EVAL_FILE
+        if config.eval.enabled and not eval_file.exists():
             meta.update(status="evaluating")
-            _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+            rundir.write_meta(run_dir, meta)
             t_eval = time.perf_counter()
-            evaluate_trainer(trainer, config.eval, run_dir / "eval.parquet", log=log)
+            evaluation = evaluate_trainer(trainer, config.eval, log=log, configure_learner=configure_learner)
+            rundir.write_eval(run_dir, evaluation)
             meta["eval_seconds"] = round(time.perf_counter() - t_eval, 1)
-            log(f"evaluation written to {run_dir / 'eval.parquet'} ({meta['eval_seconds']}s)")
+            log(f"evaluation written to {eval_file} ({meta['eval_seconds']}s)")
         meta.update(status="completed", finished=_now())
     except NonFiniteLossError as exc:
         meta.update(status="failed", failure_reason=f"non-finite loss: {exc}", finished=_now())
@@ -292,17 +245,17 @@ def run_trial(
         raise
     finally:
         meta["iterations_done"] = trainer.iteration
-        _atomic_write_text(meta_file, json.dumps(meta, indent=2))
+        rundir.write_meta(run_dir, meta)
     return meta
 
 
 def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrainer, int]:
     """The trial of ``run_dir`` restored from its newest checkpoint: (config, trainer, iteration)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / rundir.CONFIG_FILE).exists():
         raise TrialError(f"{run_dir} is not a run directory (no config.yaml)")
-    config = parse_trial_config(load_yaml(run_dir / "config.yaml"))
-    found = list_checkpoints(run_dir / "checkpoints")
+    config = parse_trial_config(rundir.read_config(run_dir))
+    found = list_checkpoints(run_dir / rundir.CHECKPOINT_DIR)
     if not found:
         raise TrialError(f"{run_dir} has no checkpoint to evaluate")
     it, path = found[-1]

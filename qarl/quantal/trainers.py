@@ -88,13 +88,12 @@ class AlphaTrainer(TwoPlayerTrainer):
         high = np.append(base.high, np.inf).astype(base.dtype)
         return spaces.Box(low, high, dtype=base.dtype)
 
-    def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
-        return np.append(obs, self._alpha)
-
     def player_obs_batch(self, player: str, obs: np.ndarray) -> np.ndarray:
-        if type(self).player_obs is not AlphaTrainer.player_obs:  # a subclass appends something else
-            return super().player_obs_batch(player, obs)
-        return np.concatenate([obs, np.full((len(obs), 1), self._alpha)], axis=1)
+        return np.concatenate([obs, np.full((len(obs), 1), self.observed_value())], axis=1)
+
+    def observed_value(self) -> float:
+        """The value appended to both players' observations: the episode's alpha (subclasses may map it)."""
+        return self._alpha
 
     def build_players(self) -> dict[str, Player]:
         cls = AlphaConditionedSAC if self.homogeneous else None

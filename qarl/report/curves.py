@@ -8,25 +8,17 @@ steps/s; plus the commands, scale and package versions read from the runs).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from qarl.config import load_yaml
+from qarl.experiment import rundir
 
 
 def _load(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
-    progress = run_dir / "progress.parquet"
-    if not progress.exists():
-        raise FileNotFoundError(f"{run_dir} has no progress.parquet (is it a run directory?)")
-    return (
-        pd.read_parquet(progress),
-        load_yaml(run_dir / "config.yaml"),
-        json.loads((run_dir / "meta.json").read_text()),
-    )
+    return rundir.read_progress(run_dir), rundir.read_config(run_dir), rundir.read_meta(run_dir)
 
 
 def _command(meta: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ Statistics: "mean and 95% t-interval" is the mean over seeds with the half-width
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qarl.config import load_yaml
+from qarl.experiment import rundir
 
 FIGURE_DPI = 110
 
@@ -59,10 +58,9 @@ class Run:
     @property
     def progress(self) -> pd.DataFrame:
         if self._progress is None:
-            f = self.path / "progress.parquet"
-            if not f.exists():
+            if not (self.path / rundir.PROGRESS_FILE).exists():
                 raise FigureError(f"{self.path}: no progress.parquet")
-            self._progress = pd.read_parquet(f)
+            self._progress = rundir.read_progress(self.path)
         return self._progress
 
 
@@ -70,15 +68,11 @@ def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
     """The runs of ``run_dirs`` (each must hold config.yaml and meta.json)."""
     runs = []
     for d in run_dirs:
-        path = Path(d)
-        for name in ("config.yaml", "meta.json"):
-            if not (path / name).exists():
-                raise FigureError(f"{path} is not a run directory (no {name})")
         try:
-            meta = json.loads((path / "meta.json").read_text())
-        except json.JSONDecodeError as e:
-            raise FigureError(f"{path / 'meta.json'}: not valid JSON ({e})") from None
-        runs.append(Run(path, load_yaml(path / "config.yaml"), meta))
+            path = rundir.require_run_dir(d)
+            runs.append(Run(path, rundir.read_config(path), rundir.read_meta(path)))
+        except rundir.RunDirError as e:
+            raise FigureError(str(e)) from None
     if not runs:
         raise FigureError("no run directories given")
     return runs

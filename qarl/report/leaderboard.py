@@ -27,7 +27,6 @@ Runs that did not complete (failed, running, stopped, interrupted) are never ave
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from collections import defaultdict
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from qarl.config import ConfigError, load_yaml
+from qarl.experiment import rundir
 
 __all__ = [
     "METRICS",
@@ -100,52 +99,26 @@ class LeaderboardError(ValueError):
 
 
 def find_runs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Every directory under ``paths`` (searched recursively; a path may itself be a run directory or one of its
-    files) that holds ``eval.parquet`` or ``meta.json``, so that failed runs without evaluations are found too.
-    Sorted, without duplicates."""
-    found: set[Path] = set()
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise LeaderboardError(f"{path}: no such file or directory")
-        if path.is_file():
-            if path.name in ("eval.parquet", "meta.json"):
-                found.add(path.parent.resolve())
-            continue
-        for name in ("eval.parquet", "meta.json"):
-            found.update(f.parent.resolve() for f in path.rglob(name))
-    return sorted(found)
+    """Every run directory under ``paths`` (:func:`qarl.experiment.rundir.find_run_dirs`)."""
+    try:
+        return rundir.find_run_dirs(paths)
+    except rundir.RunDirError as e:
+        raise LeaderboardError(str(e)) from None
 
 
 def _read_meta(run_dir: Path) -> dict[str, Any]:
-    meta_file = run_dir / "meta.json"
-    if not meta_file.exists():
-        raise LeaderboardError(f"{meta_file}: no such file (every run directory needs its meta.json)")
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LeaderboardError(f"{meta_file}: cannot read: {e}") from None
-    if not isinstance(meta, dict):
-        raise LeaderboardError(f"{meta_file}: not a JSON object")
-    return meta
+        return rundir.read_meta(run_dir)
+    except rundir.RunDirError as e:
+        raise LeaderboardError(str(e)) from None
 
 
-def _read_eval(eval_file: Path) -> pd.DataFrame:
+def _read_eval(run_dir: Path) -> pd.DataFrame:
     """The rows of one completed run's ``eval.parquet``, checked for presence, readability, rows and columns."""
-    if not eval_file.exists():
-        raise LeaderboardError(f"{eval_file}: no such file, but the run's meta.json says status 'completed'")
-    if eval_file.stat().st_size == 0:
-        raise LeaderboardError(f"{eval_file}: empty file (0 bytes)")
     try:
-        df = pd.read_parquet(eval_file)
-    except Exception as e:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for a damaged file
-        raise LeaderboardError(f"{eval_file}: unreadable parquet file ({type(e).__name__}: {e})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise LeaderboardError(f"{eval_file}: missing column(s) {', '.join(missing)}")
-    if df.empty:
-        raise LeaderboardError(f"{eval_file}: no rows")
-    return df
+        return rundir.read_eval(run_dir, REQUIRED_COLUMNS)
+    except rundir.RunDirError as e:
+        raise LeaderboardError(str(e)) from None
 
 
 def _check_consistent(eval_file: Path, meta: dict[str, Any], df: pd.DataFrame) -> None:
@@ -160,7 +133,7 @@ def _check_consistent(eval_file: Path, meta: dict[str, Any], df: pd.DataFrame) -
         if not ok or len(values) != 1 or df[key].isna().any():
             raise LeaderboardError(
                 f"{eval_file}: eval rows have {key} {sorted(map(str, values))} but "
-                f"{eval_file.parent / 'meta.json'} says {expected!r}"
+                f"{eval_file.parent / rundir.META_FILE} says {expected!r}"
             )
 
 
@@ -185,7 +158,7 @@ def _check_versions(records: list[dict[str, Any]], evals: list[tuple[Path, pd.Da
         seen: dict[str, set[Path]] = defaultdict(set)
         for r in records:
             if r["status"] == "completed":
-                seen[str(r["versions"].get(package))].add(Path(r["path"]) / "meta.json")
+                seen[str(r["versions"].get(package))].add(Path(r["path"]) / rundir.META_FILE)
         if len(seen) > 1:
             detail = "; ".join(f"{v}: {_list_files(f)}" for v, f in sorted(seen.items()))
             problems.append(f"package {package} differs: {detail}")
@@ -216,12 +189,11 @@ def load_evals(
         run_dir = Path(d)
         meta = _read_meta(run_dir)
         status = str(meta.get("status", "unknown"))
-        config_file = run_dir / "config.yaml"
         config: dict[str, Any] = {}
-        if status == "completed" or config_file.exists():
+        if status == "completed" or (run_dir / rundir.CONFIG_FILE).exists():
             try:
-                config = load_yaml(config_file)
-            except ConfigError as e:
+                config = rundir.read_config(run_dir)
+            except rundir.RunDirError as e:
                 raise LeaderboardError(str(e)) from None
         record: dict[str, Any] = {
             "task": meta.get("task", config.get("task")),
@@ -237,14 +209,15 @@ def load_evals(
         records.append(record)
         if status != "completed":
             continue
-        eval_file = run_dir / "eval.parquet"
-        df = _read_eval(eval_file)
+        eval_file = run_dir / rundir.EVAL_FILE
+        df = _read_eval(run_dir)
         _check_consistent(eval_file, meta, df)
         key = (str(meta["task"]), str(meta["algorithm"]), int(meta["seed"]))
         if key in seen_runs:
             # Averaging both would count one seed twice (e.g. the same run copied into two experiments).
             raise LeaderboardError(
-                f"{eval_file}: task {key[0]} algorithm {key[1]} seed {key[2]} also in {seen_runs[key] / 'eval.parquet'}"
+                f"{eval_file}: task {key[0]} algorithm {key[1]} seed {key[2]} also in "
+                f"{seen_runs[key] / rundir.EVAL_FILE}"
             )
         seen_runs[key] = run_dir
         record["task_version"] = ",".join(sorted(map(str, df["task_version"].unique())))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qarl.config import SCALES
+from qarl.experiment import rundir
 from qarl.report import figures as F
 
 # Cost model of the estimates (one CPU core; measured on this project's 2-core machine, results/benchmarks/):
@@ -97,7 +99,7 @@ def get_figure(name: str) -> Figure:
 
 
 def sweep_path(name: str) -> Path:
-    from qarl.experiment.trial import configs_dir
+    from qarl.config import configs_dir
 
     return configs_dir() / "sweeps" / f"{name}.yaml"
 
@@ -153,7 +155,6 @@ def trial_cpu_seconds(config: Any) -> float:
 # ----------------------------------------------------------------------------------------------------------------------
 # Sweeps of the figures
 
-SCALES = ("smoke", "small", "paper")
 _SELECTION_KEYS = ("tasks", "methods", "seeds", "overrides", "method_overrides")
 
 
@@ -269,7 +270,7 @@ def reproduce(
             log(f"{len(summary['failed'])} trial(s) did not complete; the figure leaves them out and lists them")
     else:
         log(f"{figure.name} ({scale}): all {len(trials)} trials completed earlier; drawing")
-    missing = [t for t in trials if not (t.run_dir / "meta.json").exists()]
+    missing = [t for t in trials if not (t.run_dir / rundir.META_FILE).exists()]
     for t in missing:
         log(f"  not started: {t.label} ({t.run_dir})")
     runs = F.load_runs([t.run_dir for t in trials if t not in missing])

@@ -36,6 +36,10 @@ class AlphaConditionedSAC(QSAC):
         """Mean alpha of the last minibatch (NaN before the first update)."""
         return self._last_alpha
 
+    def entropy_temperature(self, obs: th.Tensor) -> th.Tensor:
+        """Each row's alpha, the last observation entry (B,)."""
+        return obs[:, -1]
+
     def soft_target(self, rewards: th.Tensor, dones: th.Tensor, next_obs: th.Tensor, discounts: Any) -> th.Tensor:
         """Per-sample soft Bellman target y_i (see the module docstring)."""
         with th.no_grad():
@@ -54,14 +58,14 @@ class AlphaConditionedSAC(QSAC):
         """Each sample's alpha for the actor loss, each next state's alpha for the soft target (fast update)."""
         return obs[:, -1:], next_obs[:, -1:]
 
-    def _record_train(
+    def record_train(
         self,
         actor_losses: list[float],
         critic_losses: list[float],
         temperature_losses: list[float],
         temperatures: list[float],
     ) -> None:
-        super()._record_train(actor_losses, critic_losses, temperature_losses, temperatures)
+        super().record_train(actor_losses, critic_losses, temperature_losses, temperatures)
         self._last_alpha = float(np.mean(temperatures))
 
     def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:

@@ -347,7 +347,7 @@ class GroupedSACUpdate:
         """One gradient step of every model; ``streams[k]`` makes model k's generators the global ones.
 
         Returns per model: (actor loss, critic loss, temperature loss or None, mean temperature used); the caller
-        does the models' bookkeeping (``_n_updates``, ``_record_train``). Without ``streams`` every model draws
+        does the models' bookkeeping (``_n_updates``, ``record_train``). Without ``streams`` every model draws
         from the current global generators (benchmarks).
         """
         models, k, b, d, a = self.models, self.k, self.batch_size, self.obs_dim, self.act_dim

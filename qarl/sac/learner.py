@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,12 +90,6 @@ class _Spaces(gymnasium.Env):
         raise RuntimeError("this environment only carries spaces")
 
 
-train_hook: ContextVar[Callable[[QSAC, int, int], bool] | None] = ContextVar("qarl_train_hook", default=None)
-"""Set in each seed's thread of a grouped run (:mod:`qarl.experiment.group`): ``hook(model, gradient_steps,
-batch_size)`` performs ``QSAC.train``'s gradient steps (batched with other seeds' models) and returns True, or returns
-False to leave them to ``train``."""
-
-
 class QSAC(SAC):
     """stable-baselines3 SAC whose actor, critic and temperature keep their own learning rates.
 
@@ -122,6 +115,9 @@ class QSAC(SAC):
         self.fast_update = fast_update
         self.fast_fallback_reason: str | None = None
         self._fast: FastSACUpdate | None = None
+        # Offered every train() call first; returns True when it took the gradient steps itself (an orchestrator that
+        # batches the steps of several models, qarl.experiment.group), False to leave them to train().
+        self.update_delegate: Callable[[QSAC, int, int], bool] | None = None
         super().__init__(*args, learning_rate=critic_lr, **kwargs)
 
     def _setup_model(self) -> None:
@@ -138,11 +134,10 @@ class QSAC(SAC):
         self._set_rates()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_fast"]
+        return [*super()._excluded_save_params(), "_fast", "update_delegate"]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        hook = train_hook.get()
-        if hook is not None and hook(self, gradient_steps, batch_size):
+        if self.update_delegate is not None and self.update_delegate(self, gradient_steps, batch_size):
             return None
         if not self.fast_update:
             return self.reference_train(gradient_steps, batch_size)
@@ -163,7 +158,7 @@ class QSAC(SAC):
             if temperature_loss is not None:
                 temperature_losses.append(temperature_loss)
         self._n_updates += gradient_steps
-        self._record_train(actor_losses, critic_losses, temperature_losses, temperatures)
+        self.record_train(actor_losses, critic_losses, temperature_losses, temperatures)
         return None
 
     def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
@@ -175,7 +170,7 @@ class QSAC(SAC):
         alpha = th.exp(self.log_ent_coef.detach()) if self.ent_coef_optimizer is not None else self.ent_coef_tensor
         return alpha, alpha
 
-    def _record_train(
+    def record_train(
         self,
         actor_losses: list[float],
         critic_losses: list[float],
@@ -189,6 +184,10 @@ class QSAC(SAC):
         self.logger.record("train/critic_loss", float(np.mean(critic_losses)))
         if temperature_losses:
             self.logger.record("train/ent_coef_loss", float(np.mean(temperature_losses)))
+
+    def entropy_temperature(self, obs: th.Tensor) -> th.Tensor:
+        """The entropy temperature of each row of ``obs`` (B,): here the one current temperature."""
+        return th.full((len(obs),), self.temperature)
 
     @property
     def temperature(self) -> float:

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import envs
-from qarl.config import ConfigError, from_dict, load_yaml, merge
+from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge
 from qarl.evaluation.runner import EvalConfig
 from qarl.experiment.registry import UnknownAlgorithmError, get_algorithm
-from qarl.experiment.trial import TrialConfig, configs_dir, resolve_config, run_dir_for
+from qarl.experiment.trial import TrialConfig, resolve_config, run_dir_for
 
 # Keys of a trial config that the sweep sets itself, so an override of them would be silently lost or ambiguous.
 _OWN_KEYS = {"task": "tasks", "algorithm": "methods", "seed": "seeds", "scale": "scale"}
@@ -81,7 +81,7 @@ class SweepConfig:
     """Method names (see ``qarl algos``)."""
     seeds: tuple[int, ...]
     """Trial seeds (distinct, >= 0)."""
-    scale: Literal["smoke", "small", "paper"] = "smoke"
+    scale: Literal[SCALES] = "smoke"  # type: ignore[valid-type]
     """Budget preset of ``configs/scales.yaml``."""
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Config values for every trial (``loop.iterations: 5`` or nested), applied after the scale."""

@@ -13,7 +13,6 @@ happens to run on the machine) with the dashboard off; ``--address`` or ``RAY_AD
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from qarl.config import load_yaml
+from qarl.experiment import rundir
 from qarl.experiment.trial import TrialConfig, parse_trial_config, run_trial
 from qarl.sweep.config import PlannedTrial, SweepConfig, check_storage
 from qarl.training.checkpoint import list_checkpoints
@@ -44,10 +43,7 @@ def experiment_dir(sweep: SweepConfig) -> Path:
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """The trial's ``meta.json`` ({} if there is none yet)."""
-    try:
-        return json.loads((run_dir / "meta.json").read_text())
-    except FileNotFoundError:
-        return {}
+    return rundir.read_meta(run_dir, missing_ok=True)
 
 
 def trial_state(trial: PlannedTrial) -> str:
@@ -57,7 +53,7 @@ def trial_state(trial: PlannedTrial) -> str:
     found = list_checkpoints(trial.run_dir / "checkpoints")
     if found:
         return f"resume@{found[-1][0]}"
-    return "restart" if (trial.run_dir / "config.yaml").exists() else "new"
+    return "restart" if (trial.run_dir / rundir.CONFIG_FILE).exists() else "new"
 
 
 def _config_differences(saved: TrialConfig, planned: TrialConfig) -> list[str]:
@@ -81,8 +77,8 @@ def preflight(sweep: SweepConfig, trials: Sequence[PlannedTrial], resume: bool) 
             "or choose another name or --storage"
         )
     for t in existing:
-        if (t.run_dir / "config.yaml").exists():
-            diff = _config_differences(parse_trial_config(load_yaml(t.run_dir / "config.yaml")), t.config)
+        if (t.run_dir / rundir.CONFIG_FILE).exists():
+            diff = _config_differences(parse_trial_config(rundir.read_config(t.run_dir)), t.config)
             if diff:
                 raise SweepError(
                     f"{t.run_dir} was started with another config (differs in {diff}); "
@@ -171,7 +167,7 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[Sequence[dict[str, A
     }
     run_dirs = [Path(s["run_dir"]) for s in todo]
     configs = [parse_trial_config(s["config"]) for s in todo]
-    resume = [(d / "config.yaml").exists() for d in run_dirs]
+    resume = [(d / rundir.CONFIG_FILE).exists() for d in run_dirs]
     for d in run_dirs:
         d.mkdir(parents=True, exist_ok=True)
     logs = [open(d / "train.log", "a", encoding="utf-8") for d in run_dirs]  # closed below

@@ -7,7 +7,6 @@ as tensors (bit for bit) and are turned back into arrays on load.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from qarl.files import atomic_write
 from qarl.sac.learner import Player
 
 FORMAT = "qarl-checkpoint"
@@ -65,16 +65,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            th.save({"format": FORMAT, "version": VERSION, **_encode(payload)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda f: th.save({"format": FORMAT, "version": VERSION, **_encode(payload)}, f))
 
 
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:

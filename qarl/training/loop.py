@@ -23,6 +23,7 @@ import torch as th
 
 import envs
 from qarl.sac.learner import QSAC, Player, SACConfig
+from qarl.sac.views import CriticView, SACCriticView
 from qarl.training.checkpoint import CheckpointError, load_player_state, player_state, rng_state, set_rng_state
 from qarl.training.seeds import stream_seed
 
@@ -98,13 +99,34 @@ class TwoPlayerTrainer:
         """The observation space a player's networks see (methods may extend the game's)."""
         return self.game.observation_space
 
-    def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
-        """The observation a player sees (methods may append curriculum values)."""
+    def player_obs_batch(self, player: str, obs: np.ndarray) -> np.ndarray:
+        """The observations a player sees for game observations (B, n) (methods may append curriculum values)."""
         return obs
 
+    def player_obs(self, player: str, obs: np.ndarray) -> np.ndarray:
+        """:meth:`player_obs_batch` of one observation (methods override the batch version)."""
+        return self.player_obs_batch(player, obs[None])[0]
+
+    def adversary_forces(self, actions: np.ndarray) -> np.ndarray:
+        """The forces (B, da) written to the game for adversary actions (B, da) (methods may rescale them)."""
+        return actions
+
     def adversary_force(self, action: np.ndarray) -> np.ndarray:
-        """The force written to the game for an adversary action (methods may rescale it)."""
-        return action
+        """:meth:`adversary_forces` of one action (methods override the batch version)."""
+        return self.adversary_forces(action[None])[0]
+
+    def learners(self) -> list[QSAC]:
+        """The stable-baselines3 SAC models this trainer trains (an orchestrator may batch their gradient steps)."""
+        return [p.model for p in self.players.values() if isinstance(p, Player) and isinstance(p.model, QSAC)]
+
+    def critic_views(self) -> dict[str, CriticView]:
+        """The critics the diagnostics read, by column prefix: one view per SAC player (methods with other learners
+        return their own views, e.g. one shared critic)."""
+        return {
+            name: SACCriticView(p)
+            for name, p in self.players.items()
+            if isinstance(p, Player) and isinstance(p.model, QSAC)
+        }
 
     def begin_iteration(self) -> None:
         """Called before the iteration's phases (e.g. to sample curriculum values)."""
@@ -151,16 +173,8 @@ class TwoPlayerTrainer:
             a_obs = self.player_obs_batch(ADVERSARY, obs)
             with th.no_grad():
                 a_scaled = adversary.model.actor(th.as_tensor(a_obs, dtype=th.float32), deterministic=deterministic)
-            raw = adversary.model.policy.unscale_action(a_scaled.numpy())
-            overridden = type(self).adversary_force is not TwoPlayerTrainer.adversary_force
-            forces = np.stack([self.adversary_force(f) for f in raw]) if overridden else raw
+            forces = self.adversary_forces(adversary.model.policy.unscale_action(a_scaled.numpy()))
         return actions, forces
-
-    def player_obs_batch(self, player: str, obs: np.ndarray) -> np.ndarray:
-        """``player_obs`` for a batch (B, n); row by row unless a method provides a vectorised version."""
-        if type(self).player_obs is TwoPlayerTrainer.player_obs:
-            return obs
-        return np.stack([self.player_obs(player, o) for o in obs])
 
     @property
     def evaluates_adversary(self) -> bool:

@@ -14,8 +14,8 @@ import torch as th
 import qarl.experiment.registry
 from baselines.mixedne_ld import JOINT, MixedNELDConfig, MixedNELDTrainer, PreconditionedSGLD
 from qarl.cli import main as qarl_main
-from qarl.config import ConfigError, from_dict, load_yaml
-from qarl.experiment.trial import configs_dir, resolve_config, run_dir_for, run_trial
+from qarl.config import ConfigError, configs_dir, from_dict, load_yaml
+from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from qarl.training.loop import ADVERSARY, PROTAGONIST
 

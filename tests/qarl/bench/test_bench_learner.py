@@ -8,6 +8,7 @@ import torch as th
 from learner_pairs import pair as _pair  # the equivalence tests' pair of models (tests/qarl/learner_pairs.py)
 from torch.utils.flop_counter import FlopCounterMode
 
+from qarl import provenance
 from qarl.bench.learner import paper_scale_counts, record_matmuls, replay_seconds
 from qarl.cli import main
 from qarl.sac import fast as fast_sac
@@ -75,6 +76,7 @@ def test_paper_scale_counts_follow_the_players_update_rule():
 def test_bench_update_runs(capsys):
     assert main(["bench", "update", "--rounds", "1", "--updates", "2"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("# qarl bench update\n") and provenance.cpu_model() in out  # the shared header first
     assert "FLOP per update: 1.114 GFLOP required by the algorithm" in out
     assert "qarl fast update" in out and "stable-baselines3 SAC.train" in out and "of limit" in out
     assert "matmul calls alone (1.114 GFLOP), replayed in order" in out

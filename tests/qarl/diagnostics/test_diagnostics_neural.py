@@ -13,6 +13,7 @@ from torch import nn
 
 import envs
 import qarl.diagnostics.neural as neural
+from baselines.mixedne_ld import JOINT
 from qarl.cli import main
 from qarl.config import ConfigError
 from qarl.diagnostics.finite import bellman_residual, controllable_alpha_mdp, local_ibe, q_pi, sample_dataset
@@ -178,7 +179,7 @@ def test_mixedne_ld_shared_critic_is_diagnosed_without_changing_training(tmp_pat
     on = _trial(tmp_path, "mixedne_ld", "on", {"diagnostics": {"enabled": True, "every": 1}})
     off = _trial(tmp_path, "mixedne_ld", "off", {"diagnostics": {"enabled": False}})
     df, df_off = pd.read_parquet(on / "progress.parquet"), pd.read_parquet(off / "progress.parquet")
-    joint = player_columns(neural.JOINT)
+    joint = player_columns(JOINT)
     assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(joint)
     shift = [c for c in joint if "/shift/" in c]  # no behaviour density of the mixed actions is stored
     assert df[shift].isna().all(axis=None) and df[[c for c in joint if c not in shift]].notna().all(axis=None)
@@ -198,7 +199,8 @@ def test_joint_view_backup_and_soft_returns_by_hand():
     config = resolve_config(TASK, "mixedne_ld", 0, "smoke", {"eval": {"enabled": False}})
     trainer = get_algorithm("mixedne_ld")(TASK, config.algo, config.loop, 0)
     trainer.run_iteration()
-    view = neural._JointView(trainer)
+    view = trainer.critic_views()[JOINT]
+    assert view.shared
     idx = np.arange(6)
     b = view.batch(idx)
     np.testing.assert_array_equal(b.actions.numpy(), trainer.buffer.a_exec[:6])

@@ -130,3 +130,14 @@ def test_eval_config_validation():
     with pytest.raises(ValueError, match="grid_points"):
         EvalConfig(grid_points=0).validate()
     assert np.isclose(EvalConfig().grid_points, 11)
+
+
+def test_the_whole_evaluation_is_a_function_of_the_trial_seed(trained):
+    """Evaluating the same checkpoint twice gives identical rows, the worst-case adversary's included (its first
+    learning_starts actions come from its action space's generator, which the evaluation seeds)."""
+    run_dir, _ = trained
+    config, _, _ = load_trainer(run_dir)
+    cfg = dataclasses.replace(config.eval, worst_case_learning_starts=config.eval.worst_case_steps)  # random actions
+    frames = [Evaluator(load_trainer(run_dir)[1], cfg).run() for _ in range(2)]
+    assert (frames[0].metric == "worst_case").any()
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)

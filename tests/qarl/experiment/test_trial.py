@@ -16,8 +16,8 @@ import pytest
 import torch as th
 
 import envs
-from qarl.config import ConfigError, from_dict, load_yaml, parse_overrides
-from qarl.experiment.trial import TrialError, configs_dir, resolve_config, run_dir_for, run_trial
+from qarl.config import ConfigError, configs_dir, from_dict, load_yaml, parse_overrides
+from qarl.experiment.trial import TrialError, resolve_config, run_dir_for, run_trial
 from qarl.sac.learner import NonFiniteLossError, Player, SACConfig
 from qarl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 from qarl.training.loop import ADVERSARY, PROTAGONIST

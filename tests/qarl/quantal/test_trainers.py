@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import envs
-from qarl.config import from_dict, load_yaml
+from qarl.config import configs_dir, from_dict, load_yaml
 from qarl.experiment.registry import get_algorithm, list_algorithms
-from qarl.experiment.trial import configs_dir, resolve_config, run_dir_for, run_trial
+from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.quantal.trainers import QARLLinearTrainer
 from qarl.sac.alpha import AlphaConditionedSAC
 from qarl.training.loop import ADVERSARY, PROTAGONIST

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from qarl import cli
-from qarl.config import ConfigError, load_yaml
-from qarl.experiment.trial import configs_dir, run_trial
+from qarl.config import ConfigError, configs_dir, load_yaml
+from qarl.experiment.trial import run_trial
 from qarl.sweep.config import load_sweep, plan_trials
 from qarl.sweep.launch import read_meta, trial_state
 
