@@ -63,6 +63,7 @@ from qarl.sac.learner import NonFiniteLossError, SACConfig
 from qarl.sac.views import CHUNK, CriticBatch, SharedCriticView
 from qarl.training.checkpoint import CheckpointError
 from qarl.training.loop import ADVERSARY, PROTAGONIST, LoopConfig, TwoPlayerTrainer
+from qarl.training.rollout import Transition, rollout
 from qarl.training.seeds import stream_seed
 
 JOINT = "joint"
@@ -411,28 +412,30 @@ class MixedNELDTrainer(TwoPlayerTrainer):
         """
         protagonist, adversary = self.players[PROTAGONIST], self.players[ADVERSARY]
         zero_force = np.zeros(game.adversary_action_space.shape)
-        gamma = self.config.protagonist.gamma
-        obs, _ = game.reset(seed=seed)
-        self.after_reset(game, learner)  # the loop's hook, kept for subclasses (a no-op here)
-        ret, disc, discount, length, done = 0.0, 0.0, 1.0, 0, False
-        while not done:
-            a_pi = protagonist.act(obs, deterministic)
+        seen: dict[str, np.ndarray] = {}  # this step's actions, for on_step
+
+        def policy(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            seen["a_pi"] = a_pi = protagonist.act(obs, deterministic)
             if adversary_on:
-                a_adv = adversary.act(obs, deterministic)
-                a_exec = self.mix(a_pi, a_adv)
+                seen["a_adv"] = adversary.act(obs, deterministic)
+                seen["a_exec"] = self.mix(a_pi, seen["a_adv"])
             else:
-                a_adv, a_exec = np.zeros_like(a_pi), a_pi
-            executed = self.protagonist_action(obs, self.to_env(a_exec), a_exec, learner)  # loop hook; identity here
-            next_obs, r, terminated, truncated, _ = game.step(executed, zero_force)
-            done = terminated or truncated
-            if learner == JOINT:
-                self.observe(obs, next_obs, a_pi, a_adv, a_exec, r, terminated)
-            ret += r
-            disc += discount * r
-            discount *= gamma
-            length += 1
-            obs = next_obs
-        return ret, disc, length
+                seen["a_adv"], seen["a_exec"] = np.zeros_like(a_pi), a_pi
+            a_exec = seen["a_exec"]
+            return self.protagonist_action(obs, self.to_env(a_exec), a_exec, learner), zero_force  # loop hook
+
+        def store(t: Transition) -> None:
+            self.observe(t.obs, t.next_obs, seen["a_pi"], seen["a_adv"], seen["a_exec"], t.reward, t.terminated)
+
+        ep = rollout(
+            game,
+            policy,
+            seed=seed,
+            gamma=self.config.protagonist.gamma,
+            on_reset=lambda obs: self.after_reset(game, learner),  # the loop's hook, kept for subclasses
+            on_step=store if learner == JOINT else None,
+        )
+        return ep.ret, ep.discounted, ep.length
 
     def eval_actions(self, obs: np.ndarray, deterministic: bool, adversary_on: bool) -> tuple[np.ndarray, np.ndarray]:
         """Batched evaluation actions: the executed (mixed, or with ``adversary_on=False`` the protagonist's own)

@@ -138,6 +138,9 @@ class ZeroSumGame:
     version: ClassVar[str] = "v0"  # bump when a game's dynamics, rewards or observations change (see docstrings)
     force_dims: ClassVar[tuple[ForceDim, ...]] = ()
     default_bound: ClassVar[float] = 1.0
+    # A goal task: ``info`` holds ``distance_to_goal`` and ``success``, and the adversary is a wind (the end-of-trial
+    # evaluation then adds its wind metric: episodes at multiples of the trial's wind bound).
+    goal_task: ClassVar[bool] = False
 
     def __init__(
         self,

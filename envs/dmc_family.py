@@ -89,6 +89,9 @@ class DMCGame(ZeroSumGame):
         self._env._reset_next_step = state["reset_next_step"]
 
 
+# The last sections of the dmc games' docstrings (quadruped-navigate writes its own). A class's documentation is its
+# own text plus this tail, assigned to ``__doc__`` in the class body: a concatenation is an expression, which Python
+# does not take as the docstring (the class's ``__doc__`` would be None, and ``help()`` would show the base class's).
 _DOC_TAIL = """
     ## Episode end
     Never terminated early; truncated at ``horizon`` (default 1000 control steps, the suite's length).
@@ -103,7 +106,7 @@ def _planar(body: str) -> tuple[ForceDim, ForceDim]:
 
 
 class CheetahGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/cheetah-run: run forward while the adversary pushes the torso and both feet.
 
     ## Action spaces
@@ -135,7 +138,7 @@ class CheetahGame(DMCGame):
 
 
 class HopperGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/hopper-hop, dmc/hopper-stand: a planar hopper; the adversary pushes the foot.
 
     ## Action spaces
@@ -167,7 +170,7 @@ class HopperGame(DMCGame):
 
 
 class WalkerGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/walker-walk, -run, -stand: a planar biped; the adversary pushes both feet.
 
     ## Action spaces
@@ -199,7 +202,7 @@ class WalkerGame(DMCGame):
 
 
 class QuadrupedGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/quadruped-walk, dmc/quadruped-run: a 3-D quadruped; the adversary pushes and pitches the torso.
 
     ## Action spaces
@@ -233,7 +236,7 @@ class QuadrupedGame(DMCGame):
 
 
 class CartpoleGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/cartpole-balance, -swingup, -balance_sparse, -swingup_sparse; the adversary pushes the pole.
 
     ## Action spaces
@@ -269,7 +272,7 @@ class CartpoleGame(DMCGame):
 
 
 class PendulumGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/pendulum-swingup: swing a pendulum up; the adversary pushes the pole.
 
     ## Action spaces
@@ -303,7 +306,7 @@ class PendulumGame(DMCGame):
 
 
 class AcrobotGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/acrobot-swingup, dmc/acrobot-swingup_sparse; the adversary pushes the upper arm.
 
     ## Action spaces
@@ -335,7 +338,7 @@ class AcrobotGame(DMCGame):
 
 
 class ReacherGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/reacher-easy, dmc/reacher-hard: reach a target in the plane; the adversary pushes the arm.
 
     ## Action spaces
@@ -368,7 +371,7 @@ class ReacherGame(DMCGame):
 
 
 class BallInCupGame(DMCGame):
-    (
+    __doc__ = (
         """dmc/ball_in_cup-catch: swing a tethered ball into the cup; the adversary pushes the ball.
 
     ## Action spaces
@@ -432,6 +435,7 @@ class QuadrupedNavigateGame(DMCGame):
 
     domain = "quadruped"
     default_bound = 600.0
+    goal_task = True
     # Placeholder so that the base class resolves one adversary dimension; the force is not written
     # through this entry (see _write_force) but shared over all bodies by the physics.
     force_dims = (ForceDim("torso", FY),)

@@ -106,6 +106,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -114,6 +115,7 @@ from torch import nn
 import envs
 from qarl.sac.views import CHUNK, CriticBatch, CriticView, SACCriticView, SharedCriticView
 from qarl.training.loop import ADVERSARY, PROTAGONIST, TwoPlayerTrainer
+from qarl.training.rollout import Transition, rollout
 from qarl.training.seeds import stream_seed
 
 #: The columns of each player, ``diag/<player>/<group>/<name>`` (definitions in the module docstring).
@@ -513,25 +515,32 @@ class NeuralDiagnostics:
             )
         return self._game
 
+    def _mc_setup(self, gamma: float) -> tuple[Any, np.ndarray, int]:
+        """(the diagnostics' game, long enough for the mc_tail, a zero force, the training horizon); puts the method in
+        its evaluation state."""
+        tail = math.ceil(math.log(self.config.mc_tail) / math.log(gamma))
+        game = self._diag_game(tail)
+        self.trainer.prepare_evaluation()
+        return game, np.zeros(game.adversary_action_space.shape), self.trainer.loop.horizon
+
+    def _mc_episode(self, game: Any, k: int, policy: Callable, record: Callable[[Transition], None]) -> None:
+        """Monte-Carlo rollout k, reset with the diagnostics' own seed stream (the same initial states every time)."""
+        tr = self.trainer
+        seed = stream_seed(tr.seed, "diagnostics", k)
+        rollout(game, policy, seed=seed, on_reset=lambda obs: tr.after_reset(game, None), on_step=record)
+
     def _monte_carlo(self, views: dict[str, SACCriticView]) -> dict[str, dict[str, float]]:
         """Rollouts of both players in the method's evaluation state; per diagnosed player the mc metrics."""
         tr = self.trainer
         if PROTAGONIST not in views:
             return {}
-        gamma = max(v.gamma for v in views.values())
-        tail = math.ceil(math.log(self.config.mc_tail) / math.log(gamma))
-        game = self._diag_game(tail)
-        horizon = tr.loop.horizon
-        tr.prepare_evaluation()
-        zero = np.zeros(game.adversary_action_space.shape)
+        game, zero, horizon = self._mc_setup(max(v.gamma for v in views.values()))
         f_all: dict[str, list[np.ndarray]] = {n: [] for n in views}
         g_all: dict[str, list[np.ndarray]] = {n: [] for n in views}
         for k in range(self.config.mc_episodes):
-            obs, _ = game.reset(seed=stream_seed(tr.seed, "diagnostics", k))
-            tr.after_reset(game, None)
             traj: dict[str, dict[str, list]] = {n: {"obs": [], "act": [], "logp": [], "r": []} for n in views}
-            done = False
-            while not done:
+
+            def policy(obs: np.ndarray, traj=traj) -> tuple[np.ndarray, np.ndarray]:
                 scaled: dict[str, np.ndarray] = {}
                 for name, view in views.items():
                     p_obs = tr.player_obs(name, obs)
@@ -540,18 +549,18 @@ class NeuralDiagnostics:
                     traj[name]["obs"].append(p_obs)
                     traj[name]["act"].append(scaled[name])
                     traj[name]["logp"].append(float(logp[0]))
-                prot = views[PROTAGONIST].model.policy
-                p_obs = traj[PROTAGONIST]["obs"][-1]
-                a_p = prot.unscale_action(scaled[PROTAGONIST])
+                a_p = views[PROTAGONIST].model.policy.unscale_action(scaled[PROTAGONIST])
                 force = zero
                 if ADVERSARY in views:
                     force = tr.adversary_force(views[ADVERSARY].model.policy.unscale_action(scaled[ADVERSARY]))
                 with th.enable_grad():  # a method's action hook may use autograd (cat's MAS attack)
-                    executed = tr.protagonist_action(p_obs, a_p, scaled[PROTAGONIST], None)
-                obs, r, terminated, truncated, _ = game.step(executed, force)
-                done = terminated or truncated
+                    return tr.protagonist_action(traj[PROTAGONIST]["obs"][-1], a_p, scaled[PROTAGONIST], None), force
+
+            def record(t: Transition, traj=traj) -> None:
                 for name in views:
-                    traj[name]["r"].append(r if name == PROTAGONIST else -r)
+                    traj[name]["r"].append(t.reward if name == PROTAGONIST else -t.reward)
+
+            self._mc_episode(game, k, policy, record)
             for name, view in views.items():
                 d = traj[name]
                 obs_t = th.as_tensor(np.asarray(d["obs"]), dtype=th.float32)
@@ -566,28 +575,23 @@ class NeuralDiagnostics:
         executed (no force), and the soft return adds the view's entropy term after each reward, as its target."""
         tr = self.trainer
         ((name, view),) = views.items()
-        tail = math.ceil(math.log(self.config.mc_tail) / math.log(view.gamma))
-        game = self._diag_game(tail)
-        horizon = tr.loop.horizon
-        tr.prepare_evaluation()
-        zero = np.zeros(game.adversary_action_space.shape)
+        game, zero, horizon = self._mc_setup(view.gamma)
         f_all, g_all = [], []
         for k in range(self.config.mc_episodes):
-            obs, _ = game.reset(seed=stream_seed(tr.seed, "diagnostics", k))
-            tr.after_reset(game, None)
             observations, actions, entropy, rewards = [], [], [], []
-            done = False
-            while not done:
+
+            def policy(obs: np.ndarray, actions=actions, entropy=entropy) -> tuple[np.ndarray, np.ndarray]:
                 a, e = view.soft_value_terms(th.as_tensor(obs, dtype=th.float32)[None])
                 scaled = a.numpy()[0].astype(np.float64)
-                observations.append(obs)
                 actions.append(scaled)
                 entropy.append(float(e[0]))
-                obs, r, terminated, truncated, _ = game.step(
-                    tr.protagonist_action(obs, view.to_env(scaled), scaled, None), zero
-                )
-                rewards.append(r)
-                done = terminated or truncated
+                return tr.protagonist_action(obs, view.to_env(scaled), scaled, None), zero
+
+            def record(t: Transition, observations=observations, rewards=rewards) -> None:
+                observations.append(t.obs)
+                rewards.append(t.reward)
+
+            self._mc_episode(game, k, policy, record)
             # soft_returns subtracts tau log pi after each reward: tau = 1 and "log pi" = -(entropy term)
             g = soft_returns(np.asarray(rewards), -np.asarray(entropy), np.ones(len(rewards)), view.gamma)
             m = min(len(g), horizon)  # steps whose returns are complete up to the mc_tail weight

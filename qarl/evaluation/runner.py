@@ -30,6 +30,7 @@ import torch as th
 import envs
 from qarl.files import atomic_write_parquet
 from qarl.training.loop import TwoPlayerTrainer
+from qarl.training.rollout import rollout
 from qarl.training.seeds import EVALUATION_METRICS, stream_seed
 
 POLICY_MODES = ("deterministic", "stochastic")
@@ -55,6 +56,10 @@ class EvalConfig:
     """Games stepped in lock-step."""
     worst_case_learning_starts: int = 3000
     """Transitions before the worst-case adversary's first update (its other settings: the protagonist's SACConfig)."""
+    wind_factors: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
+    """Goal tasks (a wind adversary): the wind is held at each of these multiples of the trial's bound."""
+    wind_episodes: int = 5
+    """Goal tasks: episodes per wind factor (0 disables the wind metric)."""
 
     def validate(self) -> None:
         for name in ("nominal_episodes", "grid_points", "episodes_per_cell", "batch_size"):
@@ -62,6 +67,10 @@ class EvalConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.worst_case_steps < 0:
             raise ValueError(f"worst_case_steps must be >= 0, got {self.worst_case_steps}")
+        if self.wind_episodes < 0:
+            raise ValueError(f"wind_episodes must be >= 0, got {self.wind_episodes}")
+        if not self.wind_factors or not all(math.isfinite(k) and k >= 0 for k in self.wind_factors):
+            raise ValueError(f"wind_factors must be a non-empty list of numbers >= 0, got {list(self.wind_factors)}")
         bad = [m for m in self.policy_modes if m not in POLICY_MODES]
         if bad or not self.policy_modes:
             raise ValueError(
@@ -206,6 +215,8 @@ class Evaluator:
                 cells = [{**self.nominal, name: float(v)} for v in self.axis(name)]
                 rows += self._episodes(metric, mode, cells, cfg.episodes_per_cell, False)
             rows += self._disturbances(mode, det)
+            if self.trainer.game.goal_task and cfg.wind_episodes > 0:
+                rows += self._wind(mode)
             self.log(f"evaluation ({mode}): {len(rows)} episodes so far, {time.perf_counter() - t0:.0f}s")
         if cfg.worst_case_steps > 0:
             rows += self._worst_case()
@@ -234,6 +245,29 @@ class Evaluator:
         return self._episodes("disturbance_uniform", mode, nominal, n, False, uniform) + self._episodes(
             "disturbance_step", mode, nominal, n, False, step
         )
+
+    def _wind(self, mode: str) -> list[dict[str, Any]]:
+        """A goal task's wind metric: ``wind_episodes`` episodes per factor k of ``wind_factors``, the adversary's
+        wind held at k times the trial's bound, the protagonist alone; each row adds ``wind_factor``,
+        ``distance_to_goal`` (at the end of the episode) and ``success``."""
+        trainer, cfg, det = self.trainer, self.config, mode == "deterministic"
+        # a game of its own: the pool's games clip the force at the trial's bound
+        game = envs.make(
+            trainer.task_id, horizon=trainer.loop.horizon, adversary_bound=self.force_bound * max(cfg.wind_factors)
+        )
+        rows = []
+        for k in cfg.wind_factors:
+            wind = np.full(game.adversary_action_space.shape, k * self.force_bound)
+            for e in range(cfg.wind_episodes):
+                ep = rollout(
+                    game,
+                    lambda o, wind=wind: (trainer.eval_actions(o[None], det, False)[0][0], wind),
+                    seed=_seed(trainer.seed, "wind", e),
+                )
+                distance = float(ep.info["distance_to_goal"])
+                row = self._row("wind", mode, dict(self.nominal), e, ep.ret, ep.length)
+                rows.append({**row, "wind_factor": float(k), "distance_to_goal": distance, "success": distance < 1.0})
+        return rows
 
     def _worst_case(self) -> list[dict[str, Any]]:
         """A fresh SAC adversary trained against the frozen protagonist, then evaluated against it."""

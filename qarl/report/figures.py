@@ -408,41 +408,29 @@ def ablation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> lis
     return _write(out, "ablation", fig, table.reset_index(drop=True), head)
 
 
-def navigation(runs: list[Run], out: Path, factors: Sequence[float] = (1, 2, 3, 4), episodes: int = 5) -> list[Path]:
-    """Quadruped navigation: success rate and distance to goal vs a constant wind at 1x..4x the training bound.
-
-    For each completed ``dmc/quadruped-navigate`` run, the protagonist (mean actions) walks ``episodes`` episodes per
-    factor k with the wind held at k times the trial's adversary bound (in the corridor's wind band). Success: the
-    final distance to the goal is under 1 m (the task's success radius).
+def navigation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
+    """Quadruped navigation: success rate and final distance to goal vs a constant wind at multiples of the training
+    bound, from the evaluation's ``wind`` rows (``eval.parquet``: per run, wind factor and episode, the protagonist
+    alone against the held wind; success: the final distance to the goal is under 1 m, the task's success radius).
     """
-    import envs
-    from qarl.experiment.trial import load_trainer
-    from qarl.training.seeds import stream_seed
-
     done = [r for r in _completed(runs, "navigation") if r.task == "dmc/quadruped-navigate"]
     if not done:
         raise FigureError("navigation needs completed dmc/quadruped-navigate runs")
-    rows = []
-    for run in done:
-        _, trainer, _ = load_trainer(run.path)
-        trainer.prepare_evaluation()
-        bound = float(np.max(trainer.game.adversary_bound))
-        game = envs.make(run.task, horizon=trainer.loop.horizon, adversary_bound=bound * max(factors))
-        for k in factors:
-            for e in range(episodes):
-                obs, _ = game.reset(seed=stream_seed(run.seed, "navigation_wind", e))
-                done_ep, info = False, {}
-                while not done_ep:
-                    action, _ = trainer.eval_actions(obs[None], True, False)
-                    obs, _, terminated, truncated, info = game.step(action[0], np.array([k * bound]))
-                    done_ep = terminated or truncated
-                distance = float(info["distance_to_goal"])
-                rows.append({"method": run.algorithm, "seed": run.seed, "wind_factor": k, "episode": e,
-                             "distance": distance, "success": distance < 1.0})  # fmt: skip
-    ep = pd.DataFrame(rows)
-    table = ep.groupby(["method", "wind_factor"]).agg(
-        seeds=("seed", "nunique"), success_rate=("success", "mean"), mean_distance=("distance", "mean")
-    ).reset_index()
+    evals, _ = _evals(done, policy_mode)
+    ep = evals[evals["metric"] == "wind"] if "wind_factor" in evals.columns else evals.iloc[:0]
+    if ep.empty:
+        raise FigureError(
+            "navigation needs the evaluation's wind rows, which these runs' eval.parquet lack (evaluated by an older "
+            "qarl): rerun their evaluation with `qarl evaluate RUN_DIR` on their checkpoints, or rerun the trials"
+        )
+    table = (
+        ep.groupby(["algorithm", "wind_factor"])
+        .agg(seeds=("seed", "nunique"), episodes=("episode", "size"), success_rate=("success", "mean"),
+             mean_distance=("distance_to_goal", "mean"))
+        .reset_index()
+        .rename(columns={"algorithm": "method"})
+    )  # fmt: skip
+    episodes = int(ep.groupby(["algorithm", "seed", "wind_factor"]).size().max())
     fig, axes = _figure(2)
     for algo, b in table.groupby("method"):
         axes[0][0].plot(b["wind_factor"], b["success_rate"], marker="o", label=algo)
@@ -453,7 +441,7 @@ def navigation(runs: list[Run], out: Path, factors: Sequence[float] = (1, 2, 3, 
         ax.set_xlabel("wind factor")
         ax.legend(fontsize=7)
     head = _provenance("Quadruped navigation under wind", runs,
-                       f"{episodes} episodes per run and wind factor, deterministic protagonist, constant wind.")
+                       f"{episodes} episodes per run and wind factor, {policy_mode} protagonist, constant wind.")
     return _write(out, "navigation", fig, table, head)
 
 

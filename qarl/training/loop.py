@@ -25,6 +25,7 @@ import envs
 from qarl.sac.learner import QSAC, Player, SACConfig
 from qarl.sac.views import CriticView, SACCriticView
 from qarl.training.checkpoint import CheckpointError, load_player_state, player_state, rng_state, set_rng_state
+from qarl.training.rollout import Transition, rollout
 from qarl.training.seeds import stream_seed
 
 PROTAGONIST, ADVERSARY = "protagonist", "adversary"
@@ -190,33 +191,35 @@ class TwoPlayerTrainer:
         protagonist = self.players[PROTAGONIST]
         adversary = self.players.get(ADVERSARY) if adversary_on else None
         zero = np.zeros(game.adversary_action_space.shape)
-        gamma = protagonist.config.gamma
-        obs, _ = game.reset(seed=seed)
-        self.after_reset(game, learner)
-        ret, disc, discount, length, done = 0.0, 0.0, 1.0, 0, False
-        while not done:
-            p_obs = self.player_obs(PROTAGONIST, obs)
-            a_p, buf_p = protagonist.act(p_obs, deterministic)
+        seen: dict[str, Any] = {}  # this step's player observations and buffer actions, for on_step
+
+        def policy(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            seen["p_obs"] = p_obs = self.player_obs(PROTAGONIST, obs)
+            a_p, seen["buf_p"] = protagonist.act(p_obs, deterministic)
+            force = zero
             if adversary is not None:
-                a_obs = self.player_obs(ADVERSARY, obs)
-                a_a, buf_a = adversary.act(a_obs, deterministic)
+                seen["a_obs"] = self.player_obs(ADVERSARY, obs)
+                a_a, seen["buf_a"] = adversary.act(seen["a_obs"], deterministic)
                 force = self.adversary_force(a_a)
-            else:
-                force = zero
-            next_obs, r, terminated, truncated, _ = game.step(
-                self.protagonist_action(p_obs, a_p, buf_p, learner), force
-            )
-            done = terminated or truncated
+            return self.protagonist_action(p_obs, a_p, seen["buf_p"], learner), force
+
+        def store(t: Transition) -> None:
             if learner == PROTAGONIST:
-                protagonist.observe(p_obs, self.player_obs(PROTAGONIST, next_obs), buf_p, r, terminated, truncated)
-            elif learner == ADVERSARY:
-                adversary.observe(a_obs, self.player_obs(ADVERSARY, next_obs), buf_a, -r, terminated, truncated)
-            ret += r
-            disc += discount * r
-            discount *= gamma
-            length += 1
-            obs = next_obs
-        return ret, disc, length
+                next_p = self.player_obs(PROTAGONIST, t.next_obs)
+                protagonist.observe(seen["p_obs"], next_p, seen["buf_p"], t.reward, t.terminated, t.truncated)
+            else:
+                next_a = self.player_obs(ADVERSARY, t.next_obs)
+                adversary.observe(seen["a_obs"], next_a, seen["buf_a"], -t.reward, t.terminated, t.truncated)
+
+        ep = rollout(
+            game,
+            policy,
+            seed=seed,
+            gamma=protagonist.config.gamma,
+            on_reset=lambda obs: self.after_reset(game, learner),
+            on_step=store if learner in (PROTAGONIST, ADVERSARY) else None,
+        )
+        return ep.ret, ep.discounted, ep.length
 
     def run_iteration(self) -> dict[str, Any]:
         """One training iteration and its evaluation; returns the progress row."""

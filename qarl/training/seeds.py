@@ -18,13 +18,12 @@ STREAMS: dict[str, int] = {
     "diagnostics": 0xD1A6,  # neural diagnostics: rollouts and private generators
     "teacher": 0x7EAC,  # QARL's self-paced teacher
     "sgld": 0x5617D,  # mixedne_ld's Langevin noise
-    "navigation_wind": 0x4E41,  # the navigation figure's wind episodes
 }
 
 #: Sub-streams of ``evaluation``, one per metric.
 EVALUATION_METRICS: dict[str, int] = {
     "nominal": 11, "adversary": 12, "worst_case": 13, "grid": 14, "sweep_x": 15, "sweep_y": 16,
-    "disturbance_uniform": 17, "disturbance_step": 18,
+    "disturbance_uniform": 17, "disturbance_step": 18, "wind": 19,
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 
 import envs
+from qarl import cli
 from qarl.cli import main
+from qarl.cli.common import method_name, task_id
+from qarl.experiment import registry
+from qarl.experiment.registry import list_algorithms
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -19,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_tasks_lists_all_25(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
-    for task_id in envs.list_tasks():
-        assert re.search(rf"^{re.escape(task_id)}\s", out, re.M), task_id
+    for task in envs.list_tasks():
+        assert re.search(rf"^{re.escape(task)}\s", out, re.M), task
     assert "25 tasks" in out
 
 
@@ -91,10 +96,13 @@ def test_readme_api_example_runs(tmp_path):
     assert "torso_mass" in proc.stdout
 
 
-def test_algos_lists_registered_methods(capsys):
-    assert main(["algos"]) == 0
+def test_methods_lists_registered_methods_and_algos_is_its_alias(capsys):
+    assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("sac") and "\nrarl" in out
+    assert [line.split()[0] for line in out.splitlines()] == list_algorithms()
+    assert main(["algos"]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_curves_writes_figure_and_table(tmp_path):
@@ -113,3 +121,131 @@ def test_curves_writes_figure_and_table(tmp_path):
 def test_bench_loop_runs(capsys):
     assert main(["bench", "loop", "--steps", "1000", "--rounds", "1", "--learning-starts", "900"]) == 0
     assert "time per update, loop / stable-baselines3" in capsys.readouterr().out
+
+
+# -- the spelling of "method" ------------------------------------------------------------------------------------
+
+TRAIN = ["train", "--task", "dmc/cartpole-balance", "--seed", "3", "--scale", "small", "--set", "loop.horizon=50"]
+
+
+def _parse(argv: list[str]) -> dict:
+    args = vars(cli.build_parser().parse_args(argv))
+    return {k: v for k, v in args.items() if k != "func"} | {"func": args["func"].__qualname__}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [TRAIN, ["bench", "sweep"], ["bench", "group", "--trial"], ["diagnose", "overhead"]],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_algo_is_an_alias_of_method(command):
+    by_method, by_algo = _parse([*command, "--method", "rarl"]), _parse([*command, "--algo", "rarl"])
+    assert by_method == by_algo and by_method["method"] == "rarl" and "algo" not in by_method
+
+
+def test_method_and_algo_resolve_the_same_trial(tmp_path, monkeypatch):
+    """`qarl train` up to the trial itself: ``run_trial`` is patched where the handler looks it up."""
+    import qarl.experiment.trial as trial
+
+    got = []
+
+    def fake_run_trial(config, run_dir, resume, iterations):
+        got.append((config.to_dict(), run_dir, resume, iterations))
+        return {"status": "completed"}
+
+    monkeypatch.setattr(trial, "run_trial", fake_run_trial)
+    monkeypatch.setattr(trial, "trial_summary", lambda meta: "done")
+    monkeypatch.setattr("signal.signal", lambda *a: None)  # `qarl train` installs a SIGTERM handler
+    for spelling in ("--method", "--algo"):
+        assert main([*TRAIN, spelling, "rarl", "--out", str(tmp_path), "--iterations", "2"]) == 0
+    assert len(got) == 2 and got[0] == got[1]
+    config, run_dir, resume, iterations = got[0]
+    assert [config[k] for k in ("task", "algorithm", "seed", "scale")] == ["dmc/cartpole-balance", "rarl", 3, "small"]
+    assert config["loop"]["horizon"] == 50
+    assert run_dir == trial.run_dir_for(tmp_path, "default", "dmc/cartpole-balance", "rarl", 3)
+    assert (resume, iterations) == (False, 2)
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_says_method_not_algo():
+    top = cli.build_parser().format_help()
+    assert "methods" in top and "algos" not in top
+    for command in (["train"], ["bench", "sweep"], ["bench", "group"], ["diagnose", "overhead"]):
+        proc = subprocess.run([sys.executable, "-m", "qarl", *command, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "--method METHOD" in proc.stdout, proc.stdout
+        assert "--algo" not in proc.stdout and "ALGO" not in proc.stdout, proc.stdout
+
+
+def test_method_type_follows_the_registry_and_imports_no_method(monkeypatch):
+    monkeypatch.setitem(registry.ALGORITHMS, "test_only", "baselines.nowhere:Nothing")  # as tests register methods
+    assert _parse([*TRAIN, "--method", "test_only"])["method"] == "test_only"
+    code = "import sys; from qarl.cli.common import method_name; method_name('cat'); print('baselines' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
+
+
+# -- values refused while parsing: one line, exit status 2 ------------------------------------------------------
+
+#: argv whose last option has a bad (last) value, and what the one-line error says
+BAD_VALUES = [
+    (["train", "--method", "sac", "--task", "dmc/cartpol-balance"], "did you mean 'dmc/cartpole-balance'"),
+    (["train", "--task", "dmc/cartpole-balance", "--method", "rarll"], "unknown algorithm 'rarll'; did you mean"),
+    (["train", "--task", "dmc/cartpole-balance", "--algo", "rarll"], "unknown algorithm 'rarll'; did you mean 'rarl'"),
+    (["demo", "--tasks", "dmc/cheetah-run", "dmc/cheeta-run"], "did you mean 'dmc/cheetah-run'"),
+    (["bench", "loop", "--task", "nope"], "unknown task id 'nope' (run `qarl tasks` for the list of 25 tasks)"),
+    (["bench", "grid", "--tasks", "gym/Hoper-v5"], "did you mean 'gym/Hopper-v5'"),
+    (["bench", "trial", "--task", "nope"], "unknown task id 'nope'"),
+    (["bench", "sweep", "--task", "nope"], "unknown task id 'nope'"),
+    (["bench", "sweep", "--method", "nope"], "unknown algorithm 'nope' (known: sac, rarl, qarl"),
+    (["bench", "group", "--trial", "--task", "nope"], "unknown task id 'nope'"),
+    (["bench", "group", "--trial", "--method", "sack"], "unknown algorithm 'sack'; did you mean 'sac'"),
+    (["diagnose", "overhead", "--task", "nope"], "unknown task id 'nope'"),
+    (["diagnose", "overhead", "--method", "nope"], "unknown algorithm 'nope'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_VALUES, ids=[" ".join(argv) for argv, _ in BAD_VALUES])
+def test_bad_value_is_a_one_line_error(argv, message, capsys):
+    assert main(argv) == 2  # returned, not raised: like the handlers' user errors
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    # under the top-level command, as today: "qarl bench: error: ...", not "qarl bench loop: error: ..."
+    assert err.startswith(f"qarl {argv[0]}: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert captured.out == ""
+
+
+def _typed_options(parser, path=()):
+    """(command path, option) of every option checked by an argument type, found by walking the parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if name != "algos":
+                    yield from _typed_options(sub, (*path, name))
+        elif action.type in (task_id, method_name):
+            yield " ".join(path), action.option_strings[0]
+
+
+def test_bad_values_cover_every_typed_option():
+    covered = set()
+    for argv, _ in BAD_VALUES:
+        words = [w for w in argv if not w.startswith("-")]
+        options = [w for w in argv if w.startswith("--") and w != "--trial"]
+        command = " ".join(words[:2] if words[0] in ("bench", "diagnose") else words[:1])
+        covered.add((command, "--method" if options[-1] == "--algo" else options[-1]))
+    assert set(_typed_options(cli.build_parser())) == covered
+
+
+def test_bad_value_exits_2_without_traceback_from_the_command_line(tmp_path):
+    argv = ["train", "--task", "dmc/cartpole-balance", "--algo", "rarll", "--out", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "qarl", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("qarl train: error: unknown algorithm 'rarll'; did you mean 'rarl'")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_argparse_errors_keep_the_usage_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--task", "dmc/cartpole-balance"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: qarl train") and "required: --method" in err

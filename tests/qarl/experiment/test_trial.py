@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -17,6 +18,7 @@ import torch as th
 
 import envs
 from qarl.config import ConfigError, configs_dir, from_dict, load_yaml, parse_overrides
+from qarl.experiment.registry import get_algorithm, list_algorithms
 from qarl.experiment.trial import TrialError, resolve_config, run_dir_for, run_trial
 from qarl.sac.learner import NonFiniteLossError, Player, SACConfig
 from qarl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
@@ -42,6 +44,8 @@ def _progress(run_dir: Path) -> pd.DataFrame:
 
 
 def test_algorithm_yaml_values_match_the_paper_defaults():
+    # sac and rarl by name: their players are the papers' SAC settings (SACConfig's defaults); every method's YAML
+    # equals its own dataclass defaults: tests/qarl/experiment/test_methods.py
     for algo in ("sac", "rarl"):
         data = load_yaml(configs_dir() / "algorithms" / f"{algo}.yaml")
         for player, values in data.items():
@@ -119,6 +123,7 @@ def test_frozen_player_stores_nothing_during_the_other_phase(monkeypatch):
             assert grew == (0, 0)
 
 
+# representatives of the learner paths, one player and two (every method on the default path: test_methods.py)
 @pytest.mark.parametrize("algo", ["sac", "rarl"])
 def test_same_seed_same_progress(tmp_path, algo, matmul_backend):
     a, meta = _run(tmp_path, algo, seed=5, name="a")
@@ -163,19 +168,21 @@ def test_resume_in_process_equals_uninterrupted(tmp_path, matmul_backend):
 # 256-wide networks at batch 64, the smallest size that takes the fast update's oneDNN path
 _ONEDNN_SIZE = [f"--set={p}.{k}={v}" for p in ("protagonist", "adversary") for k, v in
                 (("net_arch", "[256,256]"), ("batch_size", 64))]  # fmt: skip
-KILL_METHODS = {
-    "rarl": [],
-    "rarl-onednn": _ONEDNN_SIZE,
-    "qarl": ["--set", "teacher.update_every=4"],  # the teacher updates (and is checkpointed) within the run
-    "force_curriculum": ["--set", "teacher.update_every=4"],
-    "cat": [],
-    "domain_randomization": [],
-    "mixedne_ld": [],
-}
+# every registered method, and rarl on the oneDNN path
+KILL_METHODS = [*list_algorithms(), "rarl-onednn"]
 
 
-# rarl and qarl in the default run; the other methods' in-process resume is checked by their own tests, and
-# their SIGKILL variants (15-20 s each) run with -m slow.
+def _kill_extra(algo: str) -> list[str]:
+    if algo == "rarl-onednn":
+        return _ONEDNN_SIZE
+    if "teacher" in {f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)}:
+        return ["--set", "teacher.update_every=4"]  # the teacher updates (and is checkpointed) within the run
+    return []
+
+
+# In the default run, representatives chosen for cost: rarl (two players, no method state), on both matmul paths, and
+# qarl (a teacher in the checkpoint). Every method's in-process resume is checked by
+# tests/qarl/experiment/test_methods.py; the other SIGKILL variants (15-20 s each) run with -m slow.
 _KILL_DEFAULT = ("rarl", "rarl-onednn", "qarl")
 
 
@@ -184,7 +191,7 @@ _KILL_DEFAULT = ("rarl", "rarl-onednn", "qarl")
 )
 def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     """SIGKILL a `qarl train` process mid-run, resume it: the progress equals an uninterrupted run's."""
-    extra = KILL_METHODS[algo]
+    extra = _kill_extra(algo)
     algo = algo.removesuffix("-onednn")
     args = ["--task", "dmc/cartpole-balance", "--algo", algo, "--seed", "2", "--iterations", "6"]
     args += ["--set", "loop.checkpoint_every=2", "--set", "loop.horizon=120", "--set", "eval.enabled=false"]

@@ -1,0 +1,45 @@
+"""``qarl diagnose``: realizability and Bellman-completeness diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+
+from qarl.cli.common import SCALES, UserError, add_method_argument, task_id
+
+
+def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
+    from qarl.diagnostics.testbed import run_testbed
+
+    if any(not 0 <= lam <= 1 for lam in args.lams) or any(n < 10 for n in args.n) or not 0 <= args.gamma < 1:
+        raise UserError("--lams must lie in [0, 1], --n must be >= 10 and --gamma in [0, 1)")
+    df = run_testbed(lams=args.lams, ns=args.n, seeds=args.seeds, gamma=args.gamma, out=args.out)
+    print(f"{len(df)} rows; wrote {args.out}/testbed.csv, testbed.md and testbed.png")
+    return 0
+
+
+def cmd_diagnose_overhead(args: argparse.Namespace) -> int:
+    from qarl.bench.diagnostics import bench_overhead
+
+    if args.iterations < 1 or args.seed < 0:
+        raise UserError("--iterations must be at least 1 and --seed >= 0")
+    bench_overhead(args.task, args.method, args.scale, args.iterations, args.seed)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diagnose", help="realizability and Bellman-completeness diagnostics")
+    diag = p.add_subparsers(dest="diagnose_command", metavar="WHAT", required=True)
+    d = diag.add_parser("testbed", help="exact and sample-based diagnostics on MDPs of controllable incompleteness")
+    d.add_argument("--lams", type=float, nargs="+", default=[0, 0.1, 0.2, 0.5, 1.0], help="mixing weights lam")
+    d.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="dataset sizes")
+    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="MDP seeds")
+    d.add_argument("--gamma", type=float, default=0.9, help="discount (default 0.9)")
+    d.add_argument("--out", default="results/diagnostics/testbed", help="folder for testbed.{csv,md,png}")
+    d.set_defaults(func=cmd_diagnose_testbed)
+    d = diag.add_parser("overhead", help="time of the neural critic diagnostics next to training, side by side")
+    d.add_argument("--task", type=task_id, default="dmc/cheetah-run", help="task id (default dmc/cheetah-run)")
+    add_method_argument(d, default="qarl", help="method name (default qarl)")
+    d.add_argument("--scale", choices=SCALES, default="small", help="budget preset (default small)")
+    d.add_argument("--iterations", type=int, default=2, help="training iterations of each trainer (default 2)")
+    d.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    d.set_defaults(func=cmd_diagnose_overhead)

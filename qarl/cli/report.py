@@ -1,0 +1,79 @@
+"""``qarl reproduce``, ``qarl curves`` and ``qarl leaderboard``: figures, learning curves and tables from runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qarl.cli.common import SCALES, UserError
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run (or reuse) the sweep behind one paper figure and draw it; ``--list`` shows every figure."""
+    from qarl.report.figures import FigureError
+    from qarl.report.reproduce import FIGURES, ReproduceError, list_figures, reproduce
+    from qarl.sweep.launch import SweepError
+
+    if args.list:
+        print(list_figures())
+        return 0
+    if not args.figure:
+        raise UserError(f"name a figure (one of {', '.join(FIGURES)}) or pass --list")
+    try:
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        reproduce(args.figure, args.scale, args.out, address=args.address, log=log, command=args.argv)
+    except (ReproduceError, FigureError, SweepError) as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from qarl.report.curves import write_curves
+
+    try:
+        png, table = write_curves(args.run_dirs, args.out, args.metric, args.threshold, args.title)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {png} and {table}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from qarl.report.leaderboard import LeaderboardError, main_leaderboard
+
+    command = "qarl " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("qarl") else "qarl leaderboard"
+    try:
+        files = main_leaderboard(args.results, args.out, args.allow_mixed, args.policy_mode, command=command)
+    except LeaderboardError as exc:
+        raise UserError(str(exc)) from None
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run (or reuse) the sweep behind a paper figure or table and draw it")
+    p.add_argument("figure", nargs="?", metavar="FIGURE", help="figure name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the figures with their sweeps and estimated cost")
+    p.add_argument("--scale", choices=SCALES, default="smoke", help="budget (default smoke)")
+    p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
+    p.add_argument("--out", default="results/figures", help="folder of runs and figures (default %(default)s)")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="folder for curves.png and curves.md")
+    p.add_argument(
+        "--metric", default="eval_return_zero_force", help="progress column (default eval_return_zero_force)"
+    )
+    p.add_argument("--threshold", type=float, help="report the first protagonist step above this value")
+    p.add_argument("--title", help="figure and page title")
+    p.set_defaults(func=cmd_curves)
+
+    p = sub.add_parser("leaderboard", help="leaderboard tables and heatmaps from run directories' eval.parquet")
+    p.add_argument(
+        "results", nargs="*", default=["runs"], metavar="RESULTS_DIR", help="folders to search (default runs)"
+    )
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--policy-mode", choices=["deterministic", "stochastic"], default="stochastic")
+    p.add_argument("--allow-mixed", action="store_true", help="accept runs with differing package or task versions")
+    p.set_defaults(func=cmd_leaderboard)
