@@ -113,7 +113,7 @@ class CATTrainer(TwoPlayerTrainer):
         self._radius = 0.0
 
     def build_players(self) -> dict[str, Player]:
-        return {PROTAGONIST: self._make_player(PROTAGONIST, self.config.protagonist)}
+        return {PROTAGONIST: self.make_player(PROTAGONIST, self.config.protagonist)}
 
     def begin_iteration(self) -> None:
         self._radius = radius_schedule(self.config, self.iteration, self.loop.iterations)

@@ -44,7 +44,7 @@ class DomainRandomizationTrainer(TwoPlayerTrainer):
         self._draws: list[dict[str, float]] = []
 
     def build_players(self) -> dict[str, Player]:
-        return {PROTAGONIST: self._make_player(PROTAGONIST, self.config.protagonist)}
+        return {PROTAGONIST: self.make_player(PROTAGONIST, self.config.protagonist)}
 
     def after_reset(self, game, learner: str | None) -> None:
         if learner is None:

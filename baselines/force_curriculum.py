@@ -50,18 +50,18 @@ class ForceCurriculumTrainer(QARLTrainer):
 
     def build_players(self) -> dict[str, Player]:
         return {
-            PROTAGONIST: self._make_player(PROTAGONIST, self.config.protagonist),
-            ADVERSARY: self._make_player(ADVERSARY, self.config.adversary),
+            PROTAGONIST: self.make_player(PROTAGONIST, self.config.protagonist),
+            ADVERSARY: self.make_player(ADVERSARY, self.config.adversary),
         }
 
     def observed_value(self) -> float:
-        return budget_fraction(self._alpha)
+        return budget_fraction(self.alpha)
 
     def adversary_forces(self, actions: np.ndarray) -> np.ndarray:
-        budget = budget_fraction(self._alpha) * self.game.adversary_bound
+        budget = budget_fraction(self.alpha) * self.game.adversary_bound
         return np.clip(actions, -budget, budget)
 
     def extra_stats(self) -> dict[str, float]:
         stats = super().extra_stats()
-        stats["budget_fraction_mean"] = float(np.mean([budget_fraction(t) for t in self._alphas]))
+        stats["budget_fraction_mean"] = float(np.mean([budget_fraction(t) for t in self.episode_alphas]))
         return stats

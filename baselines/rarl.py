@@ -33,6 +33,6 @@ class RARLTrainer(TwoPlayerTrainer):
 
     def build_players(self) -> dict[str, Player]:
         return {
-            PROTAGONIST: self._make_player(PROTAGONIST, self.config.protagonist),
-            ADVERSARY: self._make_player(ADVERSARY, self.config.adversary),
+            PROTAGONIST: self.make_player(PROTAGONIST, self.config.protagonist),
+            ADVERSARY: self.make_player(ADVERSARY, self.config.adversary),
         }

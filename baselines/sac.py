@@ -26,4 +26,4 @@ class SACTrainer(TwoPlayerTrainer):
     phases = (PROTAGONIST,)
 
     def build_players(self) -> dict[str, Player]:
-        return {PROTAGONIST: self._make_player(PROTAGONIST, self.config.protagonist)}
+        return {PROTAGONIST: self.make_player(PROTAGONIST, self.config.protagonist)}

@@ -382,6 +382,13 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def require_at_least(config: Any, names: Sequence[str], minimum: int) -> None:
+    """Raise ValueError naming the first of ``config``'s fields ``names`` below ``minimum`` (for ``validate()``)."""
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {getattr(config, name)}")
+
+
 SCALES = ("smoke", "small", "paper")
 """The budget presets of ``configs/scales.yaml``, smallest first."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from qarl import provenance
 from qarl.diagnostics.neural import GROUPS, NeuralDiagnostics
-from qarl.experiment.registry import get_algorithm
+from qarl.experiment.registry import get_method
 from qarl.experiment.trial import resolve_config
 from qarl.training.checkpoint import rng_state, set_rng_state
 
@@ -46,7 +46,7 @@ def bench_overhead(
     log(provenance.header("qarl diagnose overhead"))
     config = resolve_config(task, algo, seed, scale, {"eval": {"enabled": False}})
     every = config.diagnostics.every
-    cls = get_algorithm(algo)
+    cls = get_method(algo)
     trainers, states = {}, {}
     for name in ("off", "on"):
         trainers[name] = cls(task, config.algo, config.loop, seed)  # seeds the global generators

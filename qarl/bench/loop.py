@@ -40,7 +40,7 @@ def _sb3_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[
 
 
 def _loop_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple[float, int]:
-    from qarl.experiment.registry import get_algorithm
+    from qarl.experiment.registry import get_method
     from qarl.sac.learner import SACConfig
     from qarl.training.loop import LoopConfig
 
@@ -48,7 +48,7 @@ def _loop_round(task: str, steps: int, learning_starts: int, seed: int) -> tuple
         raise ValueError("--steps must be a multiple of the 1000-step horizon")
     loop = LoopConfig(iterations=1, episodes_per_phase=steps // 1000, eval_episodes=0, horizon=1000)
     sac = SACConfig(learning_starts=learning_starts, fast_update=False)
-    trainer_cls = get_algorithm("sac")
+    trainer_cls = get_method("sac")
     trainer = trainer_cls(task, trainer_cls.config_cls(sac), loop, seed)
     t0 = time.perf_counter()
     row = trainer.run_iteration()
@@ -133,14 +133,14 @@ def bench_grid(
     Per task, ``rounds`` alternating rounds of both paths; the medians are compared.
     """
     from qarl.evaluation.runner import EvalConfig, Evaluator
-    from qarl.experiment.registry import get_algorithm
+    from qarl.experiment.registry import get_method
     from qarl.training.loop import PROTAGONIST, LoopConfig
 
     th.set_num_threads(1)
     print(provenance.header("qarl bench grid"), flush=True)
     out = {}
     for task in tasks:
-        trainer_cls = get_algorithm("sac")
+        trainer_cls = get_method("sac")
         trainer = trainer_cls(task, trainer_cls.config_cls(), LoopConfig(horizon=horizon), seed=0)  # 3x256, untrained
         cfg = EvalConfig(grid_points=points, episodes_per_cell=1, policy_modes=("deterministic",))  # default batch
         ev = Evaluator(trainer, cfg)

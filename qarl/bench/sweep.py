@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qarl import provenance
-from qarl.experiment.registry import get_algorithm
+from qarl.experiment.registry import get_method
 from qarl.sac.learner import SACConfig
 from qarl.sweep.config import Resources, SweepConfig, plan_trials
 from qarl.sweep.launch import run_sweep
@@ -52,7 +52,7 @@ def _sweep(storage: Path, name: str, task: str, algo: str, seeds: tuple[int, ...
 
 def _players(algo: str) -> list[str]:
     """The method's SAC players (config fields holding a SACConfig)."""
-    cls = get_algorithm(algo).config_cls
+    cls = get_method(algo).config_cls
     return [f.name for f in dataclasses.fields(cls) if f.default_factory is SACConfig]  # type: ignore[misc]
 
 

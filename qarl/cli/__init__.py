@@ -29,11 +29,11 @@ FAMILIES = (games, train, sweep, report, bench, diagnose)
 
 def _trial_errors() -> tuple[type[Exception], ...]:
     from qarl.config import ConfigError
-    from qarl.experiment.registry import UnknownAlgorithmError
+    from qarl.experiment.registry import UnknownMethodError
     from qarl.experiment.trial import TrialError
     from qarl.training.checkpoint import CheckpointError
 
-    return (TrialError, CheckpointError, ConfigError, UnknownAlgorithmError)
+    return (TrialError, CheckpointError, ConfigError, UnknownMethodError)
 
 
 def build_parser() -> argparse.ArgumentParser:

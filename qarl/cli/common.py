@@ -14,15 +14,20 @@ import sys
 
 import envs
 
-SCALES = ("smoke", "small", "paper")
-
 
 class UserError(Exception):
     """A mistake in the command's input: reported as one line, no traceback."""
 
 
 class BadValue(argparse.ArgumentTypeError):
-    """Raised by an argument type for a value it rejects; the message says what is wrong (and what was meant)."""
+    """Raised by an argument type for a value it rejects; the message says what is wrong (and what was meant).
+
+    ``named``: the message is about the value alone and is reported after the option's name (``--rounds must ...``).
+    """
+
+    def __init__(self, message: str, named: bool = False) -> None:
+        super().__init__(message)
+        self.named = named
 
 
 class BadArgument(UserError):
@@ -58,8 +63,26 @@ class ArgumentParser(argparse.ArgumentParser):
         # argparse calls error() while it handles the ArgumentError that wraps the type's exception
         handled = sys.exc_info()[1]
         if isinstance(handled, argparse.ArgumentError) and isinstance(handled.__context__, BadValue):
-            raise BadArgument(self.prog, str(handled.__context__))
+            bad = handled.__context__
+            raise BadArgument(self.prog, f"{handled.argument_name} {bad}" if bad.named else str(bad))
         super().error(message)
+
+
+class AtLeast:
+    """Argument type: an integer >= ``minimum`` (``--rounds 0`` is refused as ``--rounds must be at least 1``)."""
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+        self.__name__ = f"integer >= {minimum}"  # what argparse would name the type
+
+    def __call__(self, value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise BadValue(f"must be an integer, got {value!r}", named=True) from None
+        if n < self.minimum:
+            raise BadValue(f"must be at least {self.minimum}, got {n}", named=True)
+        return n
 
 
 def task_id(value: str) -> str:
@@ -73,12 +96,12 @@ def task_id(value: str) -> str:
 
 def method_name(value: str) -> str:
     """Argument type: a registered method (see ``qarl methods``); nothing of the method is imported."""
-    from qarl.experiment.registry import UnknownAlgorithmError, get_algorithm, list_algorithms
+    from qarl.experiment.registry import UnknownMethodError, get_method, list_methods
 
-    if value not in list_algorithms():
+    if value not in list_methods():
         try:
-            get_algorithm(value)  # raises before importing anything, with the close matches
-        except UnknownAlgorithmError as exc:
+            get_method(value)  # raises before importing anything, with the close matches
+        except UnknownMethodError as exc:
             raise BadValue(str(exc)) from None
     return value
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from qarl.cli.common import SCALES, UserError, add_method_argument, task_id
+from qarl.cli.common import AtLeast, UserError, add_method_argument, task_id
+from qarl.config import SCALES
 
 
 def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
@@ -20,8 +21,6 @@ def cmd_diagnose_testbed(args: argparse.Namespace) -> int:
 def cmd_diagnose_overhead(args: argparse.Namespace) -> int:
     from qarl.bench.diagnostics import bench_overhead
 
-    if args.iterations < 1 or args.seed < 0:
-        raise UserError("--iterations must be at least 1 and --seed >= 0")
     bench_overhead(args.task, args.method, args.scale, args.iterations, args.seed)
     return 0
 
@@ -40,6 +39,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--task", type=task_id, default="dmc/cheetah-run", help="task id (default dmc/cheetah-run)")
     add_method_argument(d, default="qarl", help="method name (default qarl)")
     d.add_argument("--scale", choices=SCALES, default="small", help="budget preset (default small)")
-    d.add_argument("--iterations", type=int, default=2, help="training iterations of each trainer (default 2)")
-    d.add_argument("--seed", type=int, default=0, help="trial seed (default 0)")
+    d.add_argument("--iterations", type=AtLeast(1), default=2, help="training iterations of each trainer (default 2)")
+    d.add_argument("--seed", type=AtLeast(0), default=0, help="trial seed (default 0)")
     d.set_defaults(func=cmd_diagnose_overhead)

@@ -10,6 +10,7 @@ import numpy as np
 
 import envs
 from qarl.cli.common import UserError, task_id
+from qarl.training.rollout import Transition, rollout
 
 DEMO_TASKS = ("gym/HalfCheetah-v5", "dmc/cheetah-run")
 
@@ -88,25 +89,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 game.nominal_params() if ep == 0 else {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in bounds.items()}
             )
             game.set_params(**params)
-            game.reset(seed=args.seed + ep)
-            ret, steps, force_abs, t0 = 0.0, 0, np.zeros(len(game.adversary_labels)), time.perf_counter()
-            done = False
-            while not done:
+            force_abs, t0 = np.zeros(len(game.adversary_labels)), time.perf_counter()
+
+            def random_actions(obs: np.ndarray, game=game, rng=rng) -> tuple[np.ndarray, np.ndarray]:
                 a = rng.uniform(game.protagonist_action_space.low, game.protagonist_action_space.high)
-                b = rng.uniform(game.adversary_action_space.low, game.adversary_action_space.high)
-                _, r, terminated, truncated, info = game.step(a, b)
-                ret += r
-                steps += 1
-                force_abs += np.abs(info["adversary_force"])
-                done = terminated or truncated
+                return a, rng.uniform(game.adversary_action_space.low, game.adversary_action_space.high)
+
+            def add_force(t: Transition, force_abs=force_abs) -> None:
+                force_abs += np.abs(t.info["adversary_force"])
+
+            episode = rollout(game, random_actions, seed=args.seed + ep, on_step=add_force)
+            info, steps = episode.info, episode.length
             mean_force = ", ".join(
                 f"{lab}={_fmt(f)}" for lab, f in zip(game.adversary_labels, force_abs / steps, strict=True)
             )
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in info["params"].items())
             speed = steps / (time.perf_counter() - t0)
             print(
-                f"   episode {ep}: return {ret:9.3f} over {steps} steps ({speed:.0f} steps/s)"
-                f"{' [terminated]' if terminated else ''}\n"
+                f"   episode {ep}: return {episode.ret:9.3f} over {steps} steps ({speed:.0f} steps/s)"
+                f"{' [terminated]' if episode.terminated else ''}\n"
                 f"      params: {shown}\n      mean |force|: {mean_force}"
             )
         game.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qarl.cli.common import SCALES, UserError
+from qarl.cli.common import UserError
+from qarl.config import SCALES
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

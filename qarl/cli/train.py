@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qarl.cli.common import SCALES, UserError, add_method_argument, task_id
+from qarl.cli.common import AtLeast, UserError, add_method_argument, task_id
+from qarl.config import SCALES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,10 +21,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_group(args)
     if args.seed is None:
         args.seed = 0
-    if args.iterations is not None and args.iterations < 1:
-        raise UserError(f"--iterations must be at least 1, got {args.iterations}")
-    if args.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {args.seed}")
     run_dir = run_dir_for(args.out, args.experiment, args.task, args.method, args.seed)
     if args.resume:
         if args.set:
@@ -61,8 +58,6 @@ def _train_group(args: argparse.Namespace) -> int:
         raise UserError("give --seed or --seeds, not both")
     if min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds must be distinct integers >= 0, got {seeds}")
-    if args.iterations is not None and args.iterations < 1:
-        raise UserError(f"--iterations must be at least 1, got {args.iterations}")
     run_dirs = [run_dir_for(args.out, args.experiment, args.task, args.method, s) for s in seeds]
     if args.resume:
         if args.set:
@@ -119,10 +114,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     """One line per registered method: name, first line of its docstring, paper."""
-    from qarl.experiment.registry import get_algorithm, list_algorithms
+    from qarl.experiment.registry import get_method, list_methods
 
-    for name in list_algorithms():
-        cls = get_algorithm(name)
+    for name in list_methods():
+        cls = get_method(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:22s} {doc} [{cls.paper}]")
     return 0
@@ -132,7 +127,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one trial (task, method, seed) into its run directory")
     p.add_argument("--task", required=True, type=task_id, help="task id (see `qarl tasks`)")
     add_method_argument(p, required=True, help="method name (see `qarl methods`)")
-    p.add_argument("--seed", type=int, default=None, help="trial seed (default 0)")
+    p.add_argument("--seed", type=AtLeast(0), default=None, help="trial seed (default 0)")
     p.add_argument(
         "--seeds",
         type=int,
@@ -141,7 +136,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train these seeds together in this process, gradient steps batched (one run directory each)",
     )
     p.add_argument("--scale", choices=SCALES, default="smoke", help="budget preset (default smoke)")
-    p.add_argument("--iterations", type=int, help="override the scale's number of iterations")
+    p.add_argument("--iterations", type=AtLeast(1), help="override the scale's number of iterations")
     p.add_argument("--out", default="runs", help="storage folder (default ./runs)")
     p.add_argument("--experiment", default="default", help="experiment name, a sub-folder of --out")
     p.add_argument(

@@ -113,6 +113,7 @@ import torch as th
 from torch import nn
 
 import envs
+from qarl.config import require_at_least
 from qarl.sac.views import CHUNK, CriticBatch, CriticView, SACCriticView, SharedCriticView
 from qarl.training.loop import ADVERSARY, PROTAGONIST, TwoPlayerTrainer
 from qarl.training.rollout import Transition, rollout
@@ -158,12 +159,8 @@ class DiagnosticsConfig:
     """Transitions drawn uniformly from the buffer for the importance-weight statistics."""
 
     def validate(self) -> None:
-        for name in ("every", "next_actions", "regression_steps", "regression_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("heldout_size", "train_size", "shift_samples"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name} must be at least 2, got {getattr(self, name)}")
+        require_at_least(self, ("every", "next_actions", "regression_steps", "regression_batch"), 1)
+        require_at_least(self, ("heldout_size", "train_size", "shift_samples"), 2)
         if self.mc_episodes < 0:
             raise ValueError(f"mc_episodes must be >= 0, got {self.mc_episodes}")
         if not (math.isfinite(self.regression_lr) and self.regression_lr > 0):

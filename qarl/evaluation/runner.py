@@ -28,6 +28,7 @@ import pandas as pd
 import torch as th
 
 import envs
+from qarl.config import require_at_least
 from qarl.files import atomic_write_parquet
 from qarl.training.loop import TwoPlayerTrainer
 from qarl.training.rollout import rollout
@@ -62,9 +63,7 @@ class EvalConfig:
     """Goal tasks: episodes per wind factor (0 disables the wind metric)."""
 
     def validate(self) -> None:
-        for name in ("nominal_episodes", "grid_points", "episodes_per_cell", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("nominal_episodes", "grid_points", "episodes_per_cell", "batch_size"), 1)
         if self.worst_case_steps < 0:
             raise ValueError(f"worst_case_steps must be >= 0, got {self.worst_case_steps}")
         if self.wind_episodes < 0:
@@ -189,7 +188,7 @@ class Evaluator:
         t = self.trainer
         x, y = [*self.param_names, None, None][:2]
         return {
-            "task": t.task_id, "task_version": t.game.version, "algorithm": t.name, "seed": t.seed, "metric": metric,
+            "task": t.task_id, "task_version": t.game.version, "method": t.name, "seed": t.seed, "metric": metric,
             "param_x": x, "value_x": params.get(x, math.nan) if x else math.nan,
             "param_y": y, "value_y": params.get(y, math.nan) if y else math.nan,
             "force_bound": self.force_bound, "policy_mode": mode, "episode": episode, "return": ret, "length": length,
@@ -272,11 +271,10 @@ class Evaluator:
     def _worst_case(self) -> list[dict[str, Any]]:
         """A fresh SAC adversary trained against the frozen protagonist, then evaluated against it."""
         from envs.views import AdversaryView
-        from qarl.sac.learner import SACConfig, make_sac
+        from qarl.sac.learner import make_sac
 
         trainer, cfg = self.trainer, self.config
-        prot_cfg = getattr(trainer.config, "protagonist", SACConfig())
-        sac_cfg = dataclasses.replace(prot_cfg, learning_starts=cfg.worst_case_learning_starts)
+        sac_cfg = dataclasses.replace(trainer.config.protagonist, learning_starts=cfg.worst_case_learning_starts)
         rows = []
         for mode in cfg.policy_modes:
             det = mode == "deterministic"

@@ -234,8 +234,8 @@ def run_group(
     given = [c for c in configs if c is not None]
     if any(c is None and not r for c, r in zip(configs, resumes, strict=True)):
         raise TrialError("a config is needed for every trial that is started (None only on resume)")
-    if len({(c.task, c.algorithm) for c in given}) > 1:
-        raise TrialError("a group trains one (task, method): " + ", ".join(f"{c.task} {c.algorithm}" for c in given))
+    if len({(c.task, c.method) for c in given}) > 1:
+        raise TrialError("a group trains one (task, method): " + ", ".join(f"{c.task} {c.method}" for c in given))
     if len({c.seed for c in given}) != len(given):
         raise TrialError(f"the seeds of a group must differ, got {[c.seed for c in given]}")
     if per_seed is not None and len(per_seed) != len(configs):

@@ -1,4 +1,9 @@
-"""The method registry: names to import strings, so that ``qarl`` never imports ``baselines`` at import time."""
+"""The method registry: each method's name and the import string of its trainer class.
+
+``qarl`` never imports ``baselines``: a method is found here by its import string (``"baselines.rarl:RARLTrainer"``)
+and imported only when it is asked for. Adding a method: its module (a :class:`~qarl.training.loop.TwoPlayerTrainer`
+subclass with its config dataclass), its YAML ``configs/methods/<name>.yaml`` and one line below.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from qarl.training.loop import TwoPlayerTrainer
 
-ALGORITHMS: dict[str, str] = {
+METHODS: dict[str, str] = {
     "sac": "baselines.sac:SACTrainer",
     "rarl": "baselines.rarl:RARLTrainer",
     "qarl": "qarl.quantal.trainers:QARLTrainer",
@@ -25,19 +30,20 @@ ALGORITHMS: dict[str, str] = {
 }
 
 
-class UnknownAlgorithmError(ValueError):
+class UnknownMethodError(ValueError):
     """Raised for a method name that is not registered."""
 
 
-def list_algorithms() -> list[str]:
-    return list(ALGORITHMS)
+def list_methods() -> list[str]:
+    """The registered method names, in registration order."""
+    return list(METHODS)
 
 
-def get_algorithm(name: str) -> type[TwoPlayerTrainer]:
+def get_method(name: str) -> type[TwoPlayerTrainer]:
     """The trainer class of method ``name``."""
-    if name not in ALGORITHMS:
-        close = difflib.get_close_matches(str(name), list(ALGORITHMS), n=3, cutoff=0.5)
+    if name not in METHODS:
+        close = difflib.get_close_matches(str(name), list(METHODS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownAlgorithmError(f"unknown algorithm {name!r}{hint} (known: {', '.join(ALGORITHMS)})")
-    module, _, cls = ALGORITHMS[name].partition(":")
+        raise UnknownMethodError(f"unknown method {name!r}{hint} (known: {', '.join(METHODS)})")
+    module, _, cls = METHODS[name].partition(":")
     return getattr(importlib.import_module(module), cls)

@@ -32,6 +32,18 @@ EVAL_FILE = "eval.parquet"
 CHECKPOINT_DIR = "checkpoints"
 
 
+LEGACY_METHOD_KEY = "algorithm"
+"""What ``method`` was called in the files of earlier versions (config.yaml, meta.json, eval.parquet, checkpoints)."""
+
+
+def with_method_key(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with an earlier version's ``algorithm`` key read as ``method`` (files on disk are never rewritten)."""
+    out = dict(data)
+    if LEGACY_METHOD_KEY in out and "method" not in out:
+        out["method"] = out.pop(LEGACY_METHOD_KEY)
+    return out
+
+
 class RunDirError(ValueError):
     """A run directory's file is missing, unreadable or malformed (the message names the file)."""
 
@@ -81,13 +93,13 @@ def read_meta(run_dir: str | os.PathLike, missing_ok: bool = False) -> dict[str,
         raise RunDirError(f"{meta_file}: cannot read: {e}") from None
     if not isinstance(meta, dict):
         raise RunDirError(f"{meta_file}: not a JSON object")
-    return meta
+    return with_method_key(meta)
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's ``config.yaml`` as a mapping (validated by :func:`~qarl.experiment.trial.parse_trial_config`)."""
     try:
-        return load_yaml(Path(run_dir) / CONFIG_FILE)
+        return with_method_key(load_yaml(Path(run_dir) / CONFIG_FILE))
     except ConfigError as e:
         raise RunDirError(str(e)) from None
 
@@ -111,6 +123,8 @@ def read_eval(run_dir: str | os.PathLike, required_columns: Sequence[str] = ()) 
         df = pd.read_parquet(eval_file)
     except Exception as e:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for a damaged file
         raise RunDirError(f"{eval_file}: unreadable parquet file ({type(e).__name__}: {e})") from None
+    if LEGACY_METHOD_KEY in df.columns and "method" not in df.columns:
+        df = df.rename(columns={LEGACY_METHOD_KEY: "method"})
     missing = [c for c in required_columns if c not in df.columns]
     if missing:
         raise RunDirError(f"{eval_file}: missing column(s) {', '.join(missing)}")

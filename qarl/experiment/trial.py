@@ -1,9 +1,10 @@
 """One trial (task, method, seed) in its run directory (docs/results.md).
 
-``<out>/<experiment>/<task>/<algorithm>/seed=<k>/`` holds ``config.yaml`` (resolved), ``meta.json``
+``<out>/<experiment>/<task>/<method>/seed=<k>/`` holds ``config.yaml`` (resolved), ``meta.json``
 (versions, git revision, host, times, status, failure reason), ``progress.parquet`` (one row per
-iteration) and ``checkpoints/``. Progress and metadata are rewritten atomically after every iteration;
-a checkpoint every ``loop.checkpoint_every`` iterations lets ``resume=True`` continue exactly.
+iteration) and ``checkpoints/`` (files: :mod:`qarl.experiment.rundir`). ``progress.parquet`` is rewritten atomically
+after every iteration and ``meta.json`` at the start, before the evaluation and at the end; a checkpoint every
+``loop.checkpoint_every`` iterations lets ``resume=True`` continue exactly.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, 
 from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.experiment import rundir
-from qarl.experiment.registry import get_algorithm
+from qarl.experiment.registry import get_method
 from qarl.experiment.rundir import run_dir_for
 from qarl.sac.learner import QSAC, NonFiniteLossError, SACConfig
 from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 
-_TOP_KEYS = ("task", "algorithm", "seed", "scale", "loop", "eval", "diagnostics")
+_TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TrialConfig:
     """A resolved trial: what ``config.yaml`` holds (the method's fields sit at the top level)."""
 
     task: str
-    algorithm: str
+    method: str
     seed: int
     scale: str
     loop: LoopConfig
@@ -50,7 +51,7 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
-            "algorithm": self.algorithm,
+            "method": self.method,
             "seed": self.seed,
             "scale": self.scale,
             "loop": to_dict(self.loop),
@@ -61,13 +62,15 @@ class TrialConfig:
 
 
 def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
-    """Validate a resolved config dict (as in ``config.yaml``)."""
-    for key in ("task", "algorithm", "seed", "scale"):
+    """Validate a resolved config dict (as in ``config.yaml``; an earlier version's ``algorithm`` key is read as
+    ``method``)."""
+    data = rundir.with_method_key(data)
+    for key in ("task", "method", "seed", "scale"):
         if key not in data:
             raise ConfigError(f"{key}: required")
-    task, algorithm, seed, scale = data["task"], data["algorithm"], data["seed"], data["scale"]
+    task, method, seed, scale = data["task"], data["method"], data["seed"], data["scale"]
     envs.spec(task)  # UnknownTaskError names close matches
-    trainer_cls = get_algorithm(algorithm)
+    trainer_cls = get_method(method)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
     if scale not in SCALES:
@@ -76,21 +79,21 @@ def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
     evaluation = from_dict(EvalConfig, data.get("eval") or {}, "eval")
     diagnostics = from_dict(DiagnosticsConfig, data.get("diagnostics") or {}, "diagnostics")
     algo = from_dict(trainer_cls.config_cls, {k: v for k, v in data.items() if k not in _TOP_KEYS})
-    return TrialConfig(task, algorithm, seed, scale, loop, algo, evaluation, diagnostics)
+    return TrialConfig(task, method, seed, scale, loop, algo, evaluation, diagnostics)
 
 
 def resolve_config(
-    task: str, algorithm: str, seed: int, scale: str = "smoke", overrides: Mapping[str, Any] | None = None
+    task: str, method: str, seed: int, scale: str = "smoke", overrides: Mapping[str, Any] | None = None
 ) -> TrialConfig:
     """Method YAML, then the scale's overrides, then the user's ``overrides`` (``--set``), validated."""
     if scale not in SCALES:
         raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
-    trainer_cls = get_algorithm(algorithm)
+    trainer_cls = get_method(method)
     envs.spec(task)
-    algo_yaml = load_yaml(configs_dir() / "algorithms" / f"{algorithm}.yaml")
+    algo_yaml = load_yaml(configs_dir() / "methods" / f"{method}.yaml")
     scales = load_yaml(configs_dir() / "scales.yaml")
     scale_cfg = scales.get(scale) or {}
-    data: dict[str, Any] = merge({"task": task, "algorithm": algorithm, "seed": seed, "scale": scale}, algo_yaml)
+    data: dict[str, Any] = merge({"task": task, "method": method, "seed": seed, "scale": scale}, algo_yaml)
     data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
     data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
     # the scale's learner overrides apply to every SAC player of the method
@@ -98,8 +101,8 @@ def resolve_config(
         if _is_sac_field(trainer_cls.config_cls, f.name):
             data = merge(data, {f.name: scale_cfg.get("players") or {}})
     data = merge(data, overrides or {})
-    for key in ("task", "algorithm", "seed"):
-        if data[key] != {"task": task, "algorithm": algorithm, "seed": seed}[key]:
+    for key in ("task", "method", "seed"):
+        if data[key] != {"task": task, "method": method, "seed": seed}[key]:
             raise ConfigError(f"{key}: set it with its own option, not with --set")
     return parse_trial_config(data)
 
@@ -165,11 +168,11 @@ def run_trial(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_config(run_dir, config.to_dict())
-    trainer_cls = get_algorithm(config.algorithm)
+    trainer_cls = get_method(config.method)
     trainer: TwoPlayerTrainer = trainer_cls(config.task, config.algo, config.loop, config.seed)
     for model in trainer.learners() if configure_learner is not None else ():
         configure_learner(model)
-    identity = {"task": config.task, "algorithm": config.algorithm, "seed": config.seed}
+    identity = {"task": config.task, "method": config.method, "seed": config.seed}
     diagnostics = NeuralDiagnostics(trainer, config.diagnostics) if config.diagnostics.enabled else None
 
     rows: list[dict[str, Any]] = []
@@ -259,14 +262,14 @@ def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrai
     if not found:
         raise TrialError(f"{run_dir} has no checkpoint to evaluate")
     it, path = found[-1]
-    state = load_checkpoint(path, expect={"task": config.task, "algorithm": config.algorithm, "seed": config.seed})
-    trainer = get_algorithm(config.algorithm)(config.task, config.algo, config.loop, config.seed)
+    state = load_checkpoint(path, expect={"task": config.task, "method": config.method, "seed": config.seed})
+    trainer = get_method(config.method)(config.task, config.algo, config.loop, config.seed)
     trainer.load_state_dict(state["trainer"])
     return config, trainer, it
 
 
 def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:
-    now = config.to_dict()
+    now, saved = config.to_dict(), rundir.with_method_key(saved)
     # the iteration count may be extended; the evaluation and diagnostics settings do not touch training
     strip = lambda d: {  # noqa: E731
         **{k: v for k, v in d.items() if k not in ("eval", "diagnostics")},
@@ -281,14 +284,14 @@ def _progress_line(config: TrialConfig, row: dict[str, Any], target: int, elapse
     adv = row.get("eval_return_adversary")
     adv_txt = "" if adv is None or adv != adv else f" | eval vs adversary {adv:8.2f}"
     return (
-        f"[{config.task} {config.algorithm} seed={config.seed}] iter {row['iteration']}/{target}"
+        f"[{config.task} {config.method} seed={config.seed}] iter {row['iteration']}/{target}"
         f" | {row['env_steps']} steps | {row['steps_per_s']:.0f} steps/s{adv_txt}"
         f" | eval zero-force {row['eval_return_zero_force']:8.2f} | {elapsed:.0f}s"
     )
 
 
 def trial_summary(meta: Mapping[str, Any]) -> str:
-    return f"{meta.get('status')}: {meta.get('task')} {meta.get('algorithm')} seed={meta.get('seed')}" + (
+    return f"{meta.get('status')}: {meta.get('task')} {meta.get('method')} seed={meta.get('seed')}" + (
         f" ({meta['failure_reason']})" if meta.get("failure_reason") else ""
     )
 

@@ -77,8 +77,8 @@ class AlphaTrainer(TwoPlayerTrainer):
     homogeneous = False  # protagonist temperature = alpha too
 
     def __init__(self, task_id: str, config: Any, loop: LoopConfig, seed: int) -> None:
-        self._alpha = 0.0
-        self._alphas: list[float] = []
+        self.alpha = 0.0  # the current episode's adversary temperature (0 at evaluation)
+        self.episode_alphas: list[float] = []  # this iteration's values, one per episode of each phase
         self._episode_index = {ADVERSARY: 0, PROTAGONIST: 0}
         super().__init__(task_id, config, loop, seed)
 
@@ -93,40 +93,40 @@ class AlphaTrainer(TwoPlayerTrainer):
 
     def observed_value(self) -> float:
         """The value appended to both players' observations: the episode's alpha (subclasses may map it)."""
-        return self._alpha
+        return self.alpha
 
     def build_players(self) -> dict[str, Player]:
         cls = AlphaConditionedSAC if self.homogeneous else None
         protagonist = (
-            self._make_player(PROTAGONIST, self.config.protagonist, cls)
+            self.make_player(PROTAGONIST, self.config.protagonist, cls)
             if cls
-            else self._make_player(PROTAGONIST, self.config.protagonist)
+            else self.make_player(PROTAGONIST, self.config.protagonist)
         )
         return {
             PROTAGONIST: protagonist,
-            ADVERSARY: self._make_player(ADVERSARY, self.config.adversary, AlphaConditionedSAC),
+            ADVERSARY: self.make_player(ADVERSARY, self.config.adversary, AlphaConditionedSAC),
         }
 
     def iteration_alphas(self) -> list[float]:
         raise NotImplementedError
 
     def begin_iteration(self) -> None:
-        self._alphas = [float(a) for a in self.iteration_alphas()]
+        self.episode_alphas = [float(a) for a in self.iteration_alphas()]
         self._episode_index = {ADVERSARY: 0, PROTAGONIST: 0}
 
     def begin_episode(self, phase: str) -> None:
-        self._alpha = self._alphas[self._episode_index[phase]]
+        self.alpha = self.episode_alphas[self._episode_index[phase]]
         self._episode_index[phase] += 1
 
     def evaluate(self) -> dict[str, float]:
-        self._alpha = 0.0  # evaluation against the Nash-limit adversary (docs/methods.md)
+        self.alpha = 0.0  # evaluation against the Nash-limit adversary (docs/methods.md)
         return super().evaluate()
 
     def prepare_evaluation(self) -> None:
-        self._alpha = 0.0
+        self.alpha = 0.0
 
     def extra_stats(self) -> dict[str, float]:
-        return {"alpha_mean": float(np.mean(self._alphas)) if self._alphas else math.nan}
+        return {"alpha_mean": float(np.mean(self.episode_alphas)) if self.episode_alphas else math.nan}
 
 
 class QARLTrainer(AlphaTrainer):
@@ -145,7 +145,7 @@ class QARLTrainer(AlphaTrainer):
         return [self.teacher.sample() for _ in range(self.loop.episodes_per_phase)]
 
     def end_episode(self, phase: str, ret: float, discounted_return: float) -> None:
-        self.teacher.add(self._alpha, discounted_return)
+        self.teacher.add(self.alpha, discounted_return)
 
     def extra_stats(self) -> dict[str, float]:
         return {

@@ -49,11 +49,11 @@ def write_curves(
         if metric not in df.columns:
             raise ValueError(f"{run_dir}: progress has no column {metric!r}; columns: {list(df.columns)}")
         x = df["env_steps_protagonist"]
-        label = f"{cfg['algorithm']} seed={cfg['seed']}"
+        label = f"{cfg['method']} seed={cfg['seed']}"
         ax.plot(x, df[metric], marker="o", ms=3, label=label)
         above = df.loc[df[metric] > threshold, "env_steps_protagonist"] if threshold is not None else pd.Series()
         lines.append(
-            f"| {cfg['task']} | {cfg['algorithm']} | {cfg['seed']} | {meta.get('status')} | {int(x.iloc[-1])} "
+            f"| {cfg['task']} | {cfg['method']} | {cfg['seed']} | {meta.get('status')} | {int(x.iloc[-1])} "
             f"| {df[metric].iloc[-1]:.1f} | {df[metric].max():.1f} "
             f"| {int(above.iloc[0]) if len(above) else 'never'} | {df['steps_per_s'].mean():.0f} |"
         )

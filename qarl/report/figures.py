@@ -44,8 +44,8 @@ class Run:
         return str(self.config["task"])
 
     @property
-    def algorithm(self) -> str:
-        return str(self.config["algorithm"])
+    def method(self) -> str:
+        return str(self.config["method"])
 
     @property
     def seed(self) -> int:
@@ -133,7 +133,7 @@ def _provenance(title: str, runs: list[Run], what: str) -> list[str]:
         what,
         "",
         f"Runs: {len(done)} completed of {len(runs)}; scale(s) {', '.join(scales)}; "
-        f"tasks {', '.join(sorted({r.task for r in runs}))}; methods {', '.join(sorted({r.algorithm for r in runs}))}; "
+        f"tasks {', '.join(sorted({r.task for r in runs}))}; methods {', '.join(sorted({r.method for r in runs}))}; "
         f"seeds {', '.join(map(str, sorted({r.seed for r in runs})))}.",
         f"Versions: {'; '.join(k + ' ' + ', '.join(sorted(v)) for k, v in sorted(versions.items()))}.",
         f"Git revision(s): {', '.join(revisions)}.",
@@ -203,21 +203,21 @@ def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", referenc
     done = _completed(runs, "table1")
     evals, _ = _evals(done, policy_mode)
     per_seed = []
-    for (task, algo, seed), block in evals.groupby(["task", "algorithm", "seed"]):
+    for (task, algo, seed), block in evals.groupby(["task", "method", "seed"]):
         per_seed.append({
-            "task": task, "algorithm": algo, "seed": seed,
+            "task": task, "method": algo, "seed": seed,
             "nominal": block.loc[block.metric == "nominal", "return"].mean(),
             "grid_mean": block.loc[block.metric == "grid", "return"].mean(),
         })  # fmt: skip
     ps = pd.DataFrame(per_seed)
-    if reference not in set(ps["algorithm"]):
+    if reference not in set(ps["method"]):
         raise FigureError(f"table1 needs completed runs of the reference method {reference!r}")
     rows = []
-    for algo in sorted(set(ps["algorithm"])):
+    for algo in sorted(set(ps["method"])):
         perf, rob, perf_sd, rob_sd, tasks = [], [], [], [], []
         for task in sorted(set(ps["task"])):
-            ref = ps[(ps.task == task) & (ps.algorithm == reference)]
-            mine = ps[(ps.task == task) & (ps.algorithm == algo)]
+            ref = ps[(ps.task == task) & (ps.method == reference)]
+            mine = ps[(ps.task == task) & (ps.method == algo)]
             if ref.empty or mine.empty:
                 continue
             p = 100 * (mine["nominal"] - ref["nominal"].mean()) / abs(ref["nominal"].mean())
@@ -228,7 +228,7 @@ def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", referenc
             rob_sd.append(r.std(ddof=1) if len(r) > 1 else math.nan)
             tasks.append(task)
         rows.append({
-            "method": algo, "tasks": len(tasks), "seeds": int(ps[ps.algorithm == algo]["seed"].nunique()),
+            "method": algo, "tasks": len(tasks), "seeds": int(ps[ps.method == algo]["seed"].nunique()),
             "performance_pct": float(np.mean(perf)) if perf else math.nan,
             "performance_sd": float(np.nanmean(perf_sd)) if any(np.isfinite(perf_sd)) else math.nan,
             "robustness_pct": float(np.mean(rob)) if rob else math.nan,
@@ -261,8 +261,8 @@ def curves(runs: list[Run], out: Path) -> list[Path]:
             (("eval_return_zero_force", "without the adversary"), ("eval_return_adversary", "against the adversary"))
         ):
             ax = axes[i][j]
-            for algo in sorted({r.algorithm for r in done if r.task == task}):
-                mine = [r for r in done if r.task == task and r.algorithm == algo]
+            for algo in sorted({r.method for r in done if r.task == task}):
+                mine = [r for r in done if r.task == task and r.method == algo]
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                 if table.isna().all().all():
                     continue  # e.g. no adversary: nothing to draw
@@ -286,8 +286,8 @@ def temperature(runs: list[Run], out: Path) -> list[Path]:
     fig, axes = _figure(2)
     rows = []
     for task in sorted({r.task for r in done}):
-        for algo in sorted({r.algorithm for r in done if r.task == task}):
-            mine = [r for r in done if r.task == task and r.algorithm == algo]
+        for algo in sorted({r.method for r in done if r.task == task}):
+            mine = [r for r in done if r.task == task and r.method == algo]
             for ax, col in zip(axes[0], ("alpha_mean", "teacher_kappa"), strict=True):
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                 mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
@@ -323,38 +323,45 @@ def heatmaps(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> lis
         written.append(path)
     head = _provenance("Robustness grids", runs, f"Mean grid return per cell and method ({policy_mode} policy).")
     cells.to_csv(out / "heatmaps.csv", index=False)
-    summary = cells.groupby(["task", "algorithm"])["mean_return"].agg(["mean", "min", "max"]).reset_index()
+    summary = cells.groupby(["task", "method"])["mean_return"].agg(["mean", "min", "max"]).reset_index()
     (out / "heatmaps.md").write_text(
         "\n".join([*head, *_md_table(summary), "", *[f"![{p.stem}]({p.name})" for p in written], ""])
     )
     return [*written, out / "heatmaps.md", out / "heatmaps.csv"]
 
 
-def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: str = "sweeps") -> list[Path]:
-    """Return vs each robustness parameter alone (the 1-D sweeps), per task and method (mean, 95% t over seeds)."""
-    done = _completed(runs, "sweeps")
-    evals, _ = _evals(done, policy_mode)
+def _panels(runs: list[Run], need: str, policy_mode: str, metrics: tuple[str, str]):
+    """(figure, [(axes, task, metric, that task's eval rows of that metric)]): one row of panels per task."""
+    evals, _ = _evals(_completed(runs, need), policy_mode)
     tasks = sorted(evals["task"].unique())
     fig, axes = _figure(2, len(tasks))
+    panels = [
+        (axes[i][j], task, metric, evals[(evals.task == task) & (evals.metric == metric)])
+        for i, task in enumerate(tasks)
+        for j, metric in enumerate(metrics)
+    ]
+    return fig, panels
+
+
+def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: str = "sweeps") -> list[Path]:
+    """Return vs each robustness parameter alone (the 1-D sweeps), per task and method (mean, 95% t over seeds)."""
+    fig, panels = _panels(runs, "sweeps", policy_mode, ("sweep_x", "sweep_y"))
     rows = []
-    for i, task in enumerate(tasks):
-        for j, metric in enumerate(("sweep_x", "sweep_y")):
-            ax = axes[i][j]
-            block = evals[(evals.task == task) & (evals.metric == metric)]
-            if block.empty:
-                continue
-            param = block["param_x"].iloc[0] if metric == "sweep_x" else block["param_y"].iloc[0]
-            value = "value_x" if metric == "sweep_x" else "value_y"
-            for algo, b in block.groupby("algorithm"):
-                per_seed = b.groupby([value, "seed"])["return"].mean().unstack("seed")
-                mean, half = _band(ax, per_seed, marker="o", ms=3, label=algo)
-                rows += [{"task": task, "parameter": param, "value": v, "method": algo, "mean_return": m,
-                          "ci95": h if per_seed.shape[1] > 1 else math.nan, "seeds": per_seed.shape[1]}
-                         for v, m, h in zip(per_seed.index, mean, half, strict=True)]  # fmt: skip
-            ax.set_title(f"{task}: return vs {param}", fontsize=9)
-            ax.set_xlabel(str(param))
-            ax.set_ylabel("return")
-            ax.legend(fontsize=7)
+    for ax, task, metric, block in panels:
+        if block.empty:
+            continue
+        param = block["param_x"].iloc[0] if metric == "sweep_x" else block["param_y"].iloc[0]
+        value = "value_x" if metric == "sweep_x" else "value_y"
+        for algo, b in block.groupby("method"):
+            per_seed = b.groupby([value, "seed"])["return"].mean().unstack("seed")
+            mean, half = _band(ax, per_seed, marker="o", ms=3, label=algo)
+            rows += [{"task": task, "parameter": param, "value": v, "method": algo, "mean_return": m,
+                      "ci95": h if per_seed.shape[1] > 1 else math.nan, "seeds": per_seed.shape[1]}
+                     for v, m, h in zip(per_seed.index, mean, half, strict=True)]  # fmt: skip
+        ax.set_title(f"{task}: return vs {param}", fontsize=9)
+        ax.set_xlabel(str(param))
+        ax.set_ylabel("return")
+        ax.legend(fontsize=7)
     what = f"Return vs one parameter at a time, the others nominal ({policy_mode} policy)."
     head = _provenance("1-D robustness sweeps", runs, what)
     return _write(out, stem, fig, pd.DataFrame(rows), head)
@@ -362,23 +369,17 @@ def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: st
 
 def boxplots(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> list[Path]:
     """Per-seed final returns without the adversary (nominal) and against the worst-case adversary, per method."""
-    done = _completed(runs, "boxplots")
-    evals, _ = _evals(done, policy_mode)
-    tasks = sorted(evals["task"].unique())
-    fig, axes = _figure(2, len(tasks))
+    fig, panels = _panels(runs, "boxplots", policy_mode, ("nominal", "worst_case"))
     rows = []
-    for i, task in enumerate(tasks):
-        for j, metric in enumerate(("nominal", "worst_case")):
-            ax = axes[i][j]
-            block = evals[(evals.task == task) & (evals.metric == metric)]
-            per_seed = block.groupby(["algorithm", "seed"])["return"].mean()
-            algos = sorted(per_seed.index.get_level_values(0).unique())
-            if algos:
-                ax.boxplot([per_seed.loc[a].to_numpy() for a in algos], tick_labels=algos)
-            ax.set_title(f"{task}: {metric.replace('_', '-')} return", fontsize=9)
-            ax.tick_params(axis="x", rotation=60, labelsize=7)
-            for (algo, seed), v in per_seed.items():
-                rows.append({"task": task, "metric": metric, "method": algo, "seed": seed, "return": v})
+    for ax, task, metric, block in panels:
+        per_seed = block.groupby(["method", "seed"])["return"].mean()
+        algos = sorted(per_seed.index.get_level_values(0).unique())
+        if algos:
+            ax.boxplot([per_seed.loc[a].to_numpy() for a in algos], tick_labels=algos)
+        ax.set_title(f"{task}: {metric.replace('_', '-')} return", fontsize=9)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        for (algo, seed), v in per_seed.items():
+            rows.append({"task": task, "metric": metric, "method": algo, "seed": seed, "return": v})
     table = pd.DataFrame(rows)
     head = _provenance("Final returns", runs, f"Mean return per seed ({policy_mode} policy), nominal and worst case.")
     return _write(out, "boxplots", fig, table, head)
@@ -391,7 +392,7 @@ def ablation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> lis
     done = _completed(runs, "ablation")
     evals, records = _evals(done, policy_mode)
     main = compute_leaderboard(evals, records, policy_mode=policy_mode, reference="qarl", baseline="qarl")["main"]
-    table = main[["task", "algorithm", "n_seeds", "nominal_iqm", "nominal_low", "nominal_high", "grid_mean_iqm",
+    table = main[["task", "method", "n_seeds", "nominal_iqm", "nominal_low", "nominal_high", "grid_mean_iqm",
                   "grid_mean_low", "grid_mean_high", "performance_pct", "robustness_pct"]]  # fmt: skip
     table = table.rename(columns={"performance_pct": "nominal_pct_vs_qarl", "robustness_pct": "grid_pct_vs_qarl"})
     tasks = sorted(table["task"].unique())
@@ -400,7 +401,7 @@ def ablation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> lis
         block = table[table.task == task]
         for j, m in enumerate(("nominal", "grid_mean")):
             err = np.nan_to_num(np.abs(block[[f"{m}_low", f"{m}_high"]].to_numpy().T - block[f"{m}_iqm"].to_numpy()))
-            axes[i][j].bar(block["algorithm"], block[f"{m}_iqm"], yerr=err, capsize=3)
+            axes[i][j].bar(block["method"], block[f"{m}_iqm"], yerr=err, capsize=3)
             axes[i][j].set_title(f"{task}: {m} (IQM)", fontsize=9)
             axes[i][j].tick_params(axis="x", rotation=60, labelsize=7)
     what = f"IQM over seeds with 95% stratified-bootstrap intervals ({policy_mode} policy)."
@@ -424,13 +425,13 @@ def navigation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> l
             "qarl): rerun their evaluation with `qarl evaluate RUN_DIR` on their checkpoints, or rerun the trials"
         )
     table = (
-        ep.groupby(["algorithm", "wind_factor"])
+        ep.groupby(["method", "wind_factor"])
         .agg(seeds=("seed", "nunique"), episodes=("episode", "size"), success_rate=("success", "mean"),
              mean_distance=("distance_to_goal", "mean"))
         .reset_index()
-        .rename(columns={"algorithm": "method"})
+        .rename(columns={"method": "method"})
     )  # fmt: skip
-    episodes = int(ep.groupby(["algorithm", "seed", "wind_factor"]).size().max())
+    episodes = int(ep.groupby(["method", "seed", "wind_factor"]).size().max())
     fig, axes = _figure(2)
     for algo, b in table.groupby("method"):
         axes[0][0].plot(b["wind_factor"], b["success_rate"], marker="o", label=algo)
@@ -453,12 +454,12 @@ def percentile(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> l
     """Sorted final nominal returns over seeds per method and task (the RARL paper's percentile plot)."""
     done = _completed(runs, "percentile")
     evals, _ = _evals(done, policy_mode)
-    nominal = evals[evals.metric == "nominal"].groupby(["task", "algorithm", "seed"])["return"].mean().reset_index()
+    nominal = evals[evals.metric == "nominal"].groupby(["task", "method", "seed"])["return"].mean().reset_index()
     tasks = sorted(nominal["task"].unique())
     fig, axes = _figure(len(tasks))
     rows = []
     for ax, task in zip(axes[0], tasks, strict=True):
-        for algo, b in nominal[nominal.task == task].groupby("algorithm"):
+        for algo, b in nominal[nominal.task == task].groupby("method"):
             values = np.sort(b["return"].to_numpy())
             pct = 100 * (np.arange(len(values)) + 0.5) / len(values)
             ax.plot(pct, values, marker="o", label=algo)
@@ -496,8 +497,8 @@ def critics(runs: list[Run], out: Path, player: str = "protagonist") -> list[Pat
     for ax, (group, name, label) in zip(axes[0], CRITIC_COLUMNS, strict=True):
         col = f"diag/{player}/{group}/{name}"
         for task in sorted({r.task for r in done}):
-            for algo in sorted({r.algorithm for r in done if r.task == task}):
-                mine = [r for r in done if r.task == task and r.algorithm == algo]
+            for algo in sorted({r.method for r in done if r.task == task}):
+                mine = [r for r in done if r.task == task and r.method == algo]
                 missing = [str(r.path) for r in mine if col not in r.progress.columns]
                 if missing:
                     raise FigureError(f"critics: {missing[0]} has no column {col!r} (trained without diagnostics?)")

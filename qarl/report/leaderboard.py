@@ -1,6 +1,6 @@
 """Leaderboard: robustness scores per task and method from the runs' ``eval.parquet`` files.
 
-A run directory is ``<storage>/<experiment>/<task>/<algorithm>/seed=<k>/`` holding ``meta.json``, ``config.yaml`` and,
+A run directory is ``<storage>/<experiment>/<task>/<method>/seed=<k>/`` holding ``meta.json``, ``config.yaml`` and,
 once evaluated, ``eval.parquet`` (one row per evaluation episode; columns in ``REQUIRED_COLUMNS``). ``find_runs``
 finds them, ``load_evals`` reads and checks them, ``compute_leaderboard`` aggregates and ``write_leaderboard`` writes
 ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.html`` and one ``heatmap_<task>.png`` per task;
@@ -55,7 +55,7 @@ __all__ = [
 REQUIRED_COLUMNS = (
     "task",
     "task_version",
-    "algorithm",
+    "method",
     "seed",
     "metric",
     "param_x",
@@ -86,7 +86,7 @@ METRIC_LABELS = {
 
 POLICY_MODES = ("deterministic", "stochastic")
 CONFIDENCE_LEVEL = 0.95
-_KEYS = ["task", "algorithm", "seed"]
+_KEYS = ["task", "method", "seed"]
 _MAX_FILES_LISTED = 5  # per differing value in a mixed-versions message, so that it stays readable
 
 
@@ -122,7 +122,7 @@ def _read_eval(run_dir: Path) -> pd.DataFrame:
 
 
 def _check_consistent(eval_file: Path, meta: dict[str, Any], df: pd.DataFrame) -> None:
-    """Raise when the eval rows are not all of the run named by meta.json (task, algorithm, seed)."""
+    """Raise when the eval rows are not all of the run named by meta.json (task, method, seed)."""
     for key in _KEYS:
         values = df[key].dropna().unique().tolist()
         expected = meta.get(key)
@@ -173,13 +173,13 @@ def load_evals(
     run_dirs: Sequence[str | os.PathLike], allow_mixed: bool = False
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Read the runs: the concatenated eval rows of the completed runs (with ``scale`` from config.yaml added) and
-    one record per run (task, algorithm, seed, status, failure_reason, scale, path, versions, task_version).
+    one record per run (task, method, seed, status, failure_reason, scale, path, versions, task_version).
 
     Only runs whose meta.json status is ``completed`` contribute rows; the others are recorded (and listed by
     ``write_leaderboard``) but their eval files, possibly partial, are not read. Raises ``LeaderboardError`` naming
     the file for: a missing meta.json; a completed run whose eval.parquet is missing, empty (0 bytes or no rows),
-    unreadable or lacks required columns; eval rows whose task/algorithm/seed contradict meta.json; two completed
-    runs of the same (task, algorithm, seed); and, unless ``allow_mixed``, differing ``task_version`` within a task
+    unreadable or lacks required columns; eval rows whose task/method/seed contradict meta.json; two completed
+    runs of the same (task, method, seed); and, unless ``allow_mixed``, differing ``task_version`` within a task
     or differing versions of any package in ``VERSION_PACKAGES`` among the completed runs.
     """
     records: list[dict[str, Any]] = []
@@ -197,7 +197,7 @@ def load_evals(
                 raise LeaderboardError(str(e)) from None
         record: dict[str, Any] = {
             "task": meta.get("task", config.get("task")),
-            "algorithm": meta.get("algorithm", config.get("algorithm")),
+            "method": meta.get("method", config.get("method")),
             "seed": meta.get("seed", config.get("seed")),
             "status": status,
             "failure_reason": meta.get("failure_reason"),
@@ -212,11 +212,11 @@ def load_evals(
         eval_file = run_dir / rundir.EVAL_FILE
         df = _read_eval(run_dir)
         _check_consistent(eval_file, meta, df)
-        key = (str(meta["task"]), str(meta["algorithm"]), int(meta["seed"]))
+        key = (str(meta["task"]), str(meta["method"]), int(meta["seed"]))
         if key in seen_runs:
             # Averaging both would count one seed twice (e.g. the same run copied into two experiments).
             raise LeaderboardError(
-                f"{eval_file}: task {key[0]} algorithm {key[1]} seed {key[2]} also in "
+                f"{eval_file}: task {key[0]} method {key[1]} seed {key[2]} also in "
                 f"{seen_runs[key] / rundir.EVAL_FILE}"
             )
         seen_runs[key] = run_dir
@@ -276,7 +276,7 @@ def _bottom_decile(cell_means: pd.Series) -> float:
 
 
 def _per_seed(evals: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, algorithm, seed) with the per-seed scores of ``METRICS`` (NaN where the metric is absent)."""
+    """One row per (task, method, seed) with the per-seed scores of ``METRICS`` (NaN where the metric is absent)."""
     out = evals[_KEYS].drop_duplicates().set_index(_KEYS).sort_index()
     for metric in ("nominal", "worst_case"):
         out[metric] = evals[evals["metric"] == metric].groupby(_KEYS)["return"].mean()
@@ -290,9 +290,9 @@ def _per_seed(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def _grid_cells(evals: pd.DataFrame) -> pd.DataFrame:
-    """Mean grid return per (task, algorithm, cell): the mean over seeds of the seed cell means."""
+    """Mean grid return per (task, method, cell): the mean over seeds of the seed cell means."""
     grid = evals[evals["metric"] == "grid"]
-    cols = ["task", "algorithm", "param_x", "value_x", "param_y", "value_y"]
+    cols = ["task", "method", "param_x", "value_x", "param_y", "value_y"]
     per_seed = grid.groupby([*cols, "seed"], dropna=False)["return"].mean().reset_index()
     cells = per_seed.groupby(cols, dropna=False)["return"].agg(mean_return="mean", n_seeds="count")
     return cells.reset_index()
@@ -329,15 +329,15 @@ def compute_leaderboard(
 
     Returns a dict of DataFrames:
 
-    * ``main``: one row per (task, algorithm): ``policy_mode``, ``scale``, ``n_seeds`` (completed runs with eval rows
+    * ``main``: one row per (task, method): ``policy_mode``, ``scale``, ``n_seeds`` (completed runs with eval rows
       of this policy mode), ``n_not_completed`` (failed, running, stopped or interrupted runs, not averaged), for each
       metric m in ``METRICS`` ``m_iqm``, ``m_low``, ``m_high``, then ``performance_pct`` and ``robustness_pct`` (vs
       ``reference``), ``poi``, ``poi_low``, ``poi_high`` (vs ``baseline``);
-    * ``per_seed``: task, algorithm, seed, policy_mode and the per-seed scores;
-    * ``ranking``: per algorithm ``n_tasks``, ``robustness_score`` / ``performance_score`` (mean over tasks of the
+    * ``per_seed``: task, method, seed, policy_mode and the per-seed scores;
+    * ``ranking``: per method ``n_tasks``, ``robustness_score`` / ``performance_score`` (mean over tasks of the
       min-max normalised grid-mean / nominal IQM), their ranks (1 best, ties share the best rank), sorted by
       ``rank_robustness``;
-    * ``grid``: mean grid return per (task, algorithm, cell) for the heatmaps;
+    * ``grid``: mean grid return per (task, method, cell) for the heatmaps;
     * ``settings``: one row with policy_mode, reference, baseline, n_boot, seed, confidence_level.
     """
     if policy_mode not in POLICY_MODES:
@@ -350,16 +350,16 @@ def compute_leaderboard(
     per_seed = _per_seed(evals)
     per_seed.insert(3, "policy_mode", policy_mode)
 
-    pairs = {(str(t), str(a)) for t, a in per_seed[["task", "algorithm"]].itertuples(index=False)}
-    pairs |= {(str(r["task"]), str(r["algorithm"])) for r in records}
+    pairs = {(str(t), str(a)) for t, a in per_seed[["task", "method"]].itertuples(index=False)}
+    pairs |= {(str(r["task"]), str(r["method"])) for r in records}
     rows = []
-    for task, algorithm in sorted(pairs):
-        scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == algorithm)]
-        runs = [r for r in records if str(r["task"]) == task and str(r["algorithm"]) == algorithm]
+    for task, method in sorted(pairs):
+        scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == method)]
+        runs = [r for r in records if str(r["task"]) == task and str(r["method"]) == method]
         scales = sorted({str(r["scale"]) for r in runs if r["status"] == "completed" and r["scale"] is not None})
         row: dict[str, Any] = {
             "task": task,
-            "algorithm": algorithm,
+            "method": method,
             "policy_mode": policy_mode,
             "scale": ",".join(scales) if scales else None,
             "n_seeds": len(scores),
@@ -376,15 +376,15 @@ def compute_leaderboard(
 
     for task, idx in main.groupby("task").groups.items():
         block = main.loc[idx]
-        ref = block[block["algorithm"] == reference]
+        ref = block[block["method"] == reference]
         ref_nominal = float(ref["nominal_iqm"].iloc[0]) if len(ref) else math.nan
         ref_grid = float(ref["grid_mean_iqm"].iloc[0]) if len(ref) else math.nan
         main.loc[idx, "performance_pct"] = [_pct_change(m, ref_nominal) for m in block["nominal_iqm"]]
         main.loc[idx, "robustness_pct"] = [_pct_change(m, ref_grid) for m in block["grid_mean_iqm"]]
-        base_scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == baseline)]
+        base_scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == baseline)]
         y = base_scores["grid_mean"].dropna().to_numpy(dtype=float)
         for i in idx:
-            algo_scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == main.at[i, "algorithm"])]
+            algo_scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == main.at[i, "method"])]
             x = algo_scores["grid_mean"].dropna().to_numpy(dtype=float)
             if len(x) and len(y):
                 main.at[i, "poi"] = float(_poi(x, y))
@@ -411,7 +411,7 @@ def compute_leaderboard(
 
 
 def _main_columns() -> list[str]:
-    cols = ["task", "algorithm", "policy_mode", "scale", "n_seeds", "n_not_completed"]
+    cols = ["task", "method", "policy_mode", "scale", "n_seeds", "n_not_completed"]
     for metric in METRICS:
         cols += [f"{metric}_iqm", f"{metric}_low", f"{metric}_high"]
     return [*cols, "performance_pct", "robustness_pct", "poi", "poi_low", "poi_high"]
@@ -421,23 +421,23 @@ def _ranking(main: pd.DataFrame) -> pd.DataFrame:
     """Mean over tasks of the per-task min-max normalised IQMs; methods without a score on a task skip that task."""
     parts = []
     for _, block in main.groupby("task"):
-        part = pd.DataFrame({"algorithm": block["algorithm"]})
+        part = pd.DataFrame({"method": block["method"]})
         for score, col in (("robustness_score", "grid_mean_iqm"), ("performance_score", "nominal_iqm")):
             valid = block[col].dropna()
             part[score] = _minmax(valid) if len(valid) else np.nan
         parts.append(part)
-    columns = ["algorithm", "n_tasks", "robustness_score", "performance_score", "rank_robustness", "rank_performance"]
+    columns = ["method", "n_tasks", "robustness_score", "performance_score", "rank_robustness", "rank_performance"]
     if not parts:
         return pd.DataFrame(columns=columns)
     scores = pd.concat(parts)
-    ranking = scores.groupby("algorithm").agg(
+    ranking = scores.groupby("method").agg(
         n_tasks=("robustness_score", "count"),
         robustness_score=("robustness_score", "mean"),
         performance_score=("performance_score", "mean"),
     )
     ranking["rank_robustness"] = ranking["robustness_score"].rank(ascending=False, method="min").astype("Int64")
     ranking["rank_performance"] = ranking["performance_score"].rank(ascending=False, method="min").astype("Int64")
-    ranking = ranking.reset_index().sort_values(["rank_robustness", "algorithm"], na_position="last")
+    ranking = ranking.reset_index().sort_values(["rank_robustness", "method"], na_position="last")
     return ranking[columns].reset_index(drop=True)
 
 
@@ -476,20 +476,20 @@ def _write_heatmap(cells: pd.DataFrame, task: str, path: Path, policy_mode: str)
     # A bare Figure renders with Agg and leaves pyplot's global state (and any backend the caller chose) alone.
     from matplotlib.figure import Figure
 
-    algorithms = sorted(cells["algorithm"].unique())
+    methods = sorted(cells["method"].unique())
     vmin, vmax = float(cells["mean_return"].min()), float(cells["mean_return"].max())
-    fig = Figure(figsize=(3.4 * len(algorithms) + 1.2, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(algorithms), squeeze=False)[0]
+    fig = Figure(figsize=(3.4 * len(methods) + 1.2, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
     image = None
-    for ax, algorithm in zip(axes, algorithms, strict=True):
-        block = cells[cells["algorithm"] == algorithm]
+    for ax, method in zip(axes, methods, strict=True):
+        block = cells[cells["method"] == method]
         table = block.pivot(index="value_y", columns="value_x", values="mean_return").sort_index().sort_index(axis=1)
         image = ax.imshow(table.to_numpy(), origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="viridis")
         ax.set_xticks(range(table.shape[1]), [f"{v:.3g}" for v in table.columns], rotation=90, fontsize=7)
         ax.set_yticks(range(table.shape[0]), [f"{v:.3g}" for v in table.index], fontsize=7)
         ax.set_xlabel(str(block["param_x"].iloc[0]))
         ax.set_ylabel(str(block["param_y"].iloc[0]))
-        ax.set_title(algorithm)
+        ax.set_title(method)
     fig.colorbar(image, ax=list(axes), label=f"mean return ({policy_mode} policy)")
     fig.suptitle(f"{task}: grid, zero force")
     fig.savefig(path, dpi=110)
@@ -547,9 +547,9 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
         header += [f"perf. vs {ref}", f"robust. vs {ref}", f"P(> {base})", "not completed"]
         md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in block.iterrows():
-            seeds = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == row["algorithm"])]["seed"]
+            seeds = per_seed[(per_seed["task"] == task) & (per_seed["method"] == row["method"])]["seed"]
             cells = [
-                str(row["algorithm"]),
+                str(row["method"]),
                 f"{row['n_seeds']} ({', '.join(map(str, sorted(seeds)))})" if row["n_seeds"] else "0",
                 str(row["scale"]) if pd.notna(row["scale"]) else "n/a",
                 *[_interval(row, m) for m in METRICS],
@@ -577,7 +577,7 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
     ]
     for _, row in ranking.iterrows():
         md.append(
-            f"| {_num(row['rank_robustness'], '.0f')} | {row['algorithm']} | {row['n_tasks']} "
+            f"| {_num(row['rank_robustness'], '.0f')} | {row['method']} | {row['n_tasks']} "
             f"| {_num(row['robustness_score'], '.3f')} | {_num(row['performance_score'], '.3f')} "
             f"| {_num(row['rank_performance'], '.0f')} |"
         )
@@ -599,14 +599,14 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
     ]
     not_completed = sorted(
         (r for r in records if r["status"] != "completed"),
-        key=lambda r: (str(r["task"]), str(r["algorithm"]), str(r["seed"])),
+        key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"])),
     )
     md += ["Failed or incomplete runs (not averaged):", ""]
     if not_completed:
         md += ["| task | method | seed | status | reason | path |", "|---|---|---|---|---|---|"]
         for r in not_completed:
             reason = str(r["failure_reason"] or "").replace("|", "\\|").replace("\n", " ") or "-"
-            md.append(f"| {r['task']} | {r['algorithm']} | {r['seed']} | {r['status']} | {reason} | {r['path']} |")
+            md.append(f"| {r['task']} | {r['method']} | {r['seed']} | {r['status']} | {reason} | {r['path']} |")
     else:
         md.append("none")
     md.append("")
@@ -616,7 +616,7 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
 def _html(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str) -> str:
     mode = tables["settings"].iloc[0]["policy_mode"]
     runs = pd.DataFrame(
-        [{k: r[k] for k in ("task", "algorithm", "seed", "status", "failure_reason", "scale", "path")} for r in records]
+        [{k: r[k] for k in ("task", "method", "seed", "status", "failure_reason", "scale", "path")} for r in records]
     )
     parts = [
         "<!DOCTYPE html>",

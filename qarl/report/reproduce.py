@@ -36,7 +36,6 @@ UPDATE_OVERHEAD_S = 0.6e-3
 """... its fixed cost per update: 3x256 at batch 256 takes 8.0 ms, 64x64 at batch 128 0.76 ms."""
 GRID_STEPS_PER_S = 20_000.0
 """Env steps/s of the batched evaluation (grid, sweeps, disturbances)."""
-ONE_PLAYER_METHODS = ("sac", "domain_randomization")
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def trial_cpu_seconds(config: Any) -> float:
     falling pendulum, make real trials shorter). Training steps cost ``LOOP_STEP_S`` plus, every ``train_every``
     steps, one gradient step of the learning player's size (``_update_seconds``).
     """
-    from qarl.experiment.registry import get_algorithm
+    from qarl.experiment.registry import get_method
     from qarl.sac.learner import SACConfig
 
     loop, ev = config.loop, config.eval
@@ -137,7 +136,7 @@ def trial_cpu_seconds(config: Any) -> float:
     default = default if isinstance(default, SACConfig) else SACConfig()
     train_steps = loop.iterations * loop.episodes_per_phase * loop.horizon  # per phase
     train = 0.0
-    for phase in get_algorithm(config.algorithm).phases:
+    for phase in get_method(config.method).phases:
         player = getattr(config.algo, phase, None)
         player = player if isinstance(player, SACConfig) else default  # the phase's learner (else the protagonist's)
         train += train_steps * (LOOP_STEP_S + _update_seconds(player) / player.train_every)

@@ -12,10 +12,8 @@ bonus of the soft Bellman target:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
@@ -29,12 +27,11 @@ class AlphaConditionedSAC(QSAC):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ent_coef"] = 1.0  # unused: the temperature comes with each sample
         super().__init__(*args, **kwargs)
-        self._last_alpha = math.nan
 
     @property
     def temperature(self) -> float:
         """Mean alpha of the last minibatch (NaN before the first update)."""
-        return self._last_alpha
+        return self.last_temperature
 
     def entropy_temperature(self, obs: th.Tensor) -> th.Tensor:
         """Each row's alpha, the last observation entry (B,)."""
@@ -57,16 +54,6 @@ class AlphaConditionedSAC(QSAC):
     def _fast_temperatures(self, obs: th.Tensor, next_obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Each sample's alpha for the actor loss, each next state's alpha for the soft target (fast update)."""
         return obs[:, -1:], next_obs[:, -1:]
-
-    def record_train(
-        self,
-        actor_losses: list[float],
-        critic_losses: list[float],
-        temperature_losses: list[float],
-        temperatures: list[float],
-    ) -> None:
-        super().record_train(actor_losses, critic_losses, temperature_losses, temperatures)
-        self._last_alpha = float(np.mean(temperatures))
 
     def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The update written like SB3's ``SAC.train`` with per-sample alpha (the fast path's reference)."""
@@ -99,8 +86,4 @@ class AlphaConditionedSAC(QSAC):
             critic_losses.append(critic_loss.item())
             alphas.append(alpha.mean().item())
         self._n_updates += gradient_steps
-        self._last_alpha = float(np.mean(alphas))
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/ent_coef", self._last_alpha)
-        self.logger.record("train/actor_loss", float(np.mean(actor_losses)))
-        self.logger.record("train/critic_loss", float(np.mean(critic_losses)))
+        self.record_train(actor_losses, critic_losses, [], alphas)

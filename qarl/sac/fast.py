@@ -215,7 +215,10 @@ class _StackedMLP:
         """
         if self.linear is not None:
             return self._forward_each([z] * self.n)
-        h = z.unsqueeze(0).expand(self.n, *z.shape)
+        return self._forward_stacked(z.unsqueeze(0).expand(self.n, *z.shape), slot)
+
+    def _forward_stacked(self, h: th.Tensor, slot: int) -> list[Any]:
+        """:meth:`forward` of the stacked path from the networks' inputs h (n, B, in)."""
         acts = [h]
         last = len(self.weights) - 1
         for k, (w, b, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):

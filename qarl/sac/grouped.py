@@ -73,18 +73,10 @@ class _GroupedStackedMLP(_StackedMLP):
 
     def forward(self, z: th.Tensor, slot: int = 0) -> list[th.Tensor]:  # type: ignore[override]
         """Activations of all networks on input z (K, B, in): each model's critics see that model's rows."""
-        if self.linear is not None:  # oneDNN, network by network (see fast_sac._StackedMLP)
+        if self.linear is not None:  # oneDNN, network by network (see qarl.sac.fast._StackedMLP)
             return self._forward_each([z[j // self.per_group] for j in range(self.n)])
         k, b, d = z.shape
-        h = z.unsqueeze(1).expand(k, self.per_group, b, d).reshape(self.n, b, d)
-        acts = [h]
-        last = len(self.weights) - 1
-        for i, (w, bias, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):
-            h = th.baddbmm(bias, h, w.transpose(1, 2), out=out)
-            if i < last:
-                h.relu_()
-            acts.append(h)
-        return acts
+        return self._forward_stacked(z.unsqueeze(1).expand(k, self.per_group, b, d).reshape(self.n, b, d), slot)
 
     def backward(self, acts: list[th.Tensor], dq: th.Tensor, param_grads: bool, input_cols: slice | None) -> Any:
         """As :meth:`_StackedMLP.backward`; the input gradient (K, B, cols) is summed over each model's critics."""
@@ -148,7 +140,7 @@ class _StackedActors:
             w.view(k, 2 * a_dim, h_dim), b.view(k, 2 * a_dim), gw.view(k, 2 * a_dim, h_dim), gb.view(k, 2 * a_dim)
         )
         self._ptrs = [p.data_ptr() for p in self.params]
-        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)  # as in fast_sac._StackedMLP
+        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)  # as in qarl.sac.fast._StackedMLP
         widths = [o for o, _ in self.shapes]
         self.acts = [th.empty(k, 2 * batch_size, w, device=device) for w in widths]
         self.input_grads = [th.empty(k, batch_size, w, device=device) for w in widths]

@@ -1,6 +1,6 @@
 """Soft actor-critic players on stable-baselines3, with the QARL paper's settings.
 
-``SACConfig`` is the schema of one player's learner (``configs/algorithms/*.yaml`` supply the values);
+``SACConfig`` is the schema of one player's learner (``configs/methods/*.yaml`` supply the values);
 ``QSAC`` is stable-baselines3's SAC with separate actor, critic and temperature learning rates and, by default,
 the fast update step of :mod:`qarl.sac.fast` (the same algorithm on the same modules and optimisers);
 ``Player`` is one side of the game: a QSAC model, its replay buffer and its update schedule, driven by the
@@ -23,6 +23,7 @@ from stable_baselines3.common.distributions import SquashedDiagGaussianDistribut
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import update_learning_rate
 
+from qarl.config import require_at_least
 from qarl.sac.fast import FastSACUpdate, unsupported_reason
 
 
@@ -70,9 +71,7 @@ class SACConfig:
             raise ValueError(f"gamma must lie in (0, 1), got {self.gamma}")
         if self.tau > 1:
             raise ValueError(f"tau must be at most 1, got {self.tau}")
-        for name in ("batch_size", "buffer_size", "train_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least(self, ("batch_size", "buffer_size", "train_every"), 1)
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
 
@@ -118,6 +117,7 @@ class QSAC(SAC):
         # Offered every train() call first; returns True when it took the gradient steps itself (an orchestrator that
         # batches the steps of several models, qarl.experiment.group), False to leave them to train().
         self.update_delegate: Callable[[QSAC, int, int], bool] | None = None
+        self.last_temperature = math.nan  # mean temperature of the last train() call's minibatches
         super().__init__(*args, learning_rate=critic_lr, **kwargs)
 
     def _setup_model(self) -> None:
@@ -178,8 +178,9 @@ class QSAC(SAC):
         temperatures: list[float],
     ) -> None:
         """The logger entries of ``SAC.train``."""
+        self.last_temperature = float(np.mean(temperatures))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/ent_coef", float(np.mean(temperatures)))
+        self.logger.record("train/ent_coef", self.last_temperature)
         self.logger.record("train/actor_loss", float(np.mean(actor_losses)))
         self.logger.record("train/critic_loss", float(np.mean(critic_losses)))
         if temperature_losses:

@@ -1,1 +1,1 @@
-"""Sweeps: tasks x methods x seeds as Ray Tune trials (``config``: the sweep file; ``launch``: Ray; ``bench``)."""
+"""Sweeps: tasks x methods x seeds as Ray Tune trials (``config``: the sweep file; ``launch``: Ray)."""

@@ -34,11 +34,11 @@ from typing import Any, Literal
 import envs
 from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge
 from qarl.evaluation.runner import EvalConfig
-from qarl.experiment.registry import UnknownAlgorithmError, get_algorithm
+from qarl.experiment.registry import UnknownMethodError, get_method
 from qarl.experiment.trial import TrialConfig, resolve_config, run_dir_for
 
 # Keys of a trial config that the sweep sets itself, so an override of them would be silently lost or ambiguous.
-_OWN_KEYS = {"task": "tasks", "algorithm": "methods", "seed": "seeds", "scale": "scale"}
+_OWN_KEYS = {"task": "tasks", "method": "methods", "seed": "seeds", "scale": "scale"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
 
 
@@ -273,8 +273,8 @@ def _check_names(sweep: SweepConfig) -> None:
             raise ConfigError(f"tasks[{i}]: {exc}") from None
     for i, method in enumerate(sweep.methods):
         try:
-            get_algorithm(method)
-        except UnknownAlgorithmError as exc:
+            get_method(method)
+        except UnknownMethodError as exc:
             raise ConfigError(f"methods[{i}]: {exc}") from None
 
 

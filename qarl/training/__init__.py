@@ -1,1 +1,2 @@
-"""The two-player training core: SAC players, the loop, checkpoints and trial runs."""
+"""The two-player training loop: the trainer base class every method extends, one rollout function, seed streams,
+checkpoints."""

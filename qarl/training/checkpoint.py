@@ -69,7 +69,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a checkpoint; ``expect`` maps keys (e.g. task, algorithm, seed) to the values they must have."""
+    """Read a checkpoint; ``expect`` maps keys (e.g. task, method, seed) to the values they must have."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -84,6 +84,8 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
         raise CheckpointError(f"{path} is not a qarl checkpoint")
     if raw.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {raw.get('version')}, this qarl reads {VERSION}")
+    if "method" not in raw and "algorithm" in raw:  # written by an earlier version, which said "algorithm"
+        raw["method"] = raw["algorithm"]
     for key, value in (expect or {}).items():
         if raw.get(key) != value:
             raise CheckpointError(

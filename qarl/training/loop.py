@@ -22,6 +22,7 @@ import numpy as np
 import torch as th
 
 import envs
+from qarl.config import require_at_least
 from qarl.sac.learner import QSAC, Player, SACConfig
 from qarl.sac.views import CriticView, SACCriticView
 from qarl.training.checkpoint import CheckpointError, load_player_state, player_state, rng_state, set_rng_state
@@ -55,19 +56,21 @@ class LoopConfig:
     """Evaluate with the players' mean actions (False: sample them)."""
 
     def validate(self) -> None:
-        for name in ("iterations", "episodes_per_phase", "horizon", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        positive = ("iterations", "episodes_per_phase", "horizon", "checkpoint_every", "keep_checkpoints")
+        positive += ("torch_threads",)
+        require_at_least(self, positive, 1)
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
-        if self.torch_threads < 1:
-            raise ValueError(f"torch_threads must be at least 1, got {self.torch_threads}")
         if self.adversary_bound is not None and not (math.isfinite(self.adversary_bound) and self.adversary_bound >= 0):
             raise ValueError(f"adversary_bound must be a finite number >= 0, got {self.adversary_bound}")
 
 
 class TwoPlayerTrainer:
-    """Base class of every method. Subclasses build the players and may override the hooks below."""
+    """Base class of every method. Subclasses build the players and may override the hooks below.
+
+    A method's config (``config_cls``) has a ``protagonist`` field, the protagonist's :class:`SACConfig` (the
+    evaluation trains its worst-case adversary with these settings).
+    """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
@@ -91,7 +94,7 @@ class TwoPlayerTrainer:
     def build_players(self) -> dict[str, Player]:
         raise NotImplementedError
 
-    def _make_player(self, name: str, config: SACConfig, model_cls: type[QSAC] = QSAC) -> Player:
+    def make_player(self, name: str, config: SACConfig, model_cls: type[QSAC] = QSAC) -> Player:
         g = self.game
         action_space = g.protagonist_action_space if name == PROTAGONIST else g.adversary_action_space
         return Player(name, config, self.observation_space(name), action_space, model_cls)

@@ -40,6 +40,8 @@ class Episode:
     """Return discounted by ``gamma``."""
     length: int = 0
     """Control steps."""
+    terminated: bool = False
+    """Whether the episode ended by termination (not by the time limit)."""
     info: dict[str, Any] = field(default_factory=dict)
     """The last step's ``info`` (e.g. a goal task's final distance)."""
 
@@ -72,5 +74,5 @@ def rollout(
         discount *= gamma
         ep.length += 1
         obs = next_obs
-        ep.info = info
+        ep.info, ep.terminated = info, terminated
     return ep

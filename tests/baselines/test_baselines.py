@@ -14,7 +14,7 @@ import envs
 from baselines.cat import CATConfig, mas_attack, radius_schedule
 from baselines.domain_randomization import draw_params
 from baselines.force_curriculum import budget_fraction
-from qarl.experiment.registry import get_algorithm
+from qarl.experiment.registry import get_method
 from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.training.loop import ADVERSARY, PROTAGONIST
 
@@ -25,7 +25,7 @@ METHODS = ["force_curriculum", "cat", "domain_randomization"]
 
 def _trainer(algo: str, task: str = "dmc/cartpole-balance", seed: int = 0, **overrides):
     config = resolve_config(task, algo, seed, "smoke", overrides)
-    return get_algorithm(algo)(config.task, config.algo, config.loop, seed)
+    return get_method(algo)(config.task, config.algo, config.loop, seed)
 
 
 # ----------------------------------------------------------------------------------------- force_curriculum
@@ -38,13 +38,13 @@ def test_force_budget_formula():
 
 def test_force_curriculum_clips_the_adversary_and_appends_the_budget():
     trainer = _trainer("force_curriculum", task="gym/HalfCheetah-v5")
-    trainer._alpha = 0.026  # budget 0.5 of the bound (5 N)
+    trainer.alpha = 0.026  # budget 0.5 of the bound (5 N)
     force = trainer.adversary_force(np.array([4.0, -4.0, 1.0, -1.0, 0.0, 2.6]))
     np.testing.assert_allclose(force, [2.5, -2.5, 1.0, -1.0, 0.0, 2.5])
     obs = np.zeros(17)
     assert trainer.player_obs(PROTAGONIST, obs)[-1] == pytest.approx(0.5)
     assert trainer.player_obs(ADVERSARY, obs)[-1] == pytest.approx(0.5)
-    trainer._alpha = 0.0  # evaluation: the full bound
+    trainer.alpha = 0.0  # evaluation: the full bound
     np.testing.assert_allclose(trainer.adversary_force(np.full(6, 9.0)), np.full(6, 5.0))
 
 
@@ -54,7 +54,7 @@ def test_force_curriculum_forces_in_training_respect_the_budget(monkeypatch):
     original = trainer.game.step
 
     def spy(a, b):
-        seen.append((budget_fraction(trainer._alpha), np.abs(b).max()))
+        seen.append((budget_fraction(trainer.alpha), np.abs(b).max()))
         return original(a, b)
 
     monkeypatch.setattr(trainer.game, "step", spy)

@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 import torch as th
 
-import qarl.experiment.registry
 from baselines.mixedne_ld import JOINT, MixedNELDConfig, MixedNELDTrainer, PreconditionedSGLD
 from qarl.cli import main as qarl_main
 from qarl.config import ConfigError, configs_dir, from_dict, load_yaml
-from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
+from qarl.experiment.trial import resolve_config, run_dir_for
 from qarl.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from qarl.training.loop import ADVERSARY, PROTAGONIST
 
@@ -23,27 +22,13 @@ ALGO = "mixedne_ld"
 TIMING = ["wall_time", "steps_per_s"]
 
 
-@pytest.fixture(autouse=True)
-def _registered(monkeypatch):
-    # the lead registers the method in qarl/experiment/registry.py; until then (and regardless) register it here
-    monkeypatch.setitem(qarl.experiment.registry.ALGORITHMS, ALGO, "baselines.mixedne_ld:MixedNELDTrainer")
-
-
-def _quiet(msg: str) -> None:
-    pass
-
-
 def _trainer(task: str = "dmc/cartpole-balance", seed: int = 0, **overrides) -> MixedNELDTrainer:
     config = resolve_config(task, ALGO, seed, "smoke", overrides)
     return MixedNELDTrainer(config.task, config.algo, config.loop, seed)
 
 
-def _progress(run_dir) -> pd.DataFrame:
-    return pd.read_parquet(run_dir / "progress.parquet").drop(columns=TIMING)
-
-
 def test_yaml_lists_the_defaults_and_validation_names_the_key():
-    data = load_yaml(configs_dir() / "algorithms" / f"{ALGO}.yaml")
+    data = load_yaml(configs_dir() / "methods" / f"{ALGO}.yaml")
     assert from_dict(MixedNELDConfig, data) == MixedNELDConfig()
     assert set(data) == {f for f in MixedNELDConfig.__dataclass_fields__}, "every field listed explicitly"
     c = MixedNELDConfig()
@@ -223,31 +208,8 @@ def test_buffer_grows_by_the_training_steps_and_evaluation_stores_nothing(monkey
     assert rows[-1]["updates_protagonist"] == trainer.gradient_steps == len(range(66, 201, 3))  # learning_starts 64
 
 
-def test_same_seed_same_progress(tmp_path):
-    frames = {}
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        run_dir = run_dir_for(tmp_path / name, "t", "dmc/cartpole-balance", ALGO, seed)
-        meta = run_trial(resolve_config("dmc/cartpole-balance", ALGO, seed, "smoke"), run_dir=run_dir, log=_quiet)
-        assert meta["status"] == "completed"
-        frames[name] = _progress(run_dir)
-    assert len(frames["a"]) == 3 and frames["a"]["updates_protagonist"].iloc[-1] > 0
-    pd.testing.assert_frame_equal(frames["a"], frames["b"], check_exact=True)
-    assert not frames["c"]["eval_return_adversary"].equals(frames["a"]["eval_return_adversary"])
-
-
-def test_resume_in_process_equals_uninterrupted(tmp_path):
-    config = resolve_config(
-        "dmc/cartpole-balance", ALGO, 1, "smoke", {"loop": {"iterations": 4, "checkpoint_every": 2}}
-    )
-    full = run_dir_for(tmp_path / "full", "e", config.task, ALGO, 1)
-    run_trial(config, run_dir=full, log=_quiet)
-    part = run_dir_for(tmp_path / "part", "e", config.task, ALGO, 1)
-    meta = run_trial(config, run_dir=part, log=_quiet, stop_after=3)  # checkpoint at 2, progress to 3
-    assert meta["status"] == "stopped"
-    assert _progress(part)["updates_protagonist"].iloc[1] > 0, "the checkpoint holds learned state"
-    meta = run_trial(None, run_dir=part, resume=True, log=_quiet)
-    assert meta["status"] == "completed"
-    pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
+# same seed same progress, another seed another run, resume equality: as every registered method's,
+# tests/qarl/experiment/test_methods.py
 
 
 def test_checkpoint_restores_every_piece(tmp_path):

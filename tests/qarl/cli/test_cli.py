@@ -14,19 +14,19 @@ import pytest
 import envs
 from qarl import cli
 from qarl.cli import main
-from qarl.cli.common import method_name, task_id
+from qarl.cli.common import AtLeast, method_name, task_id
 from qarl.experiment import registry
-from qarl.experiment.registry import list_algorithms
+from qarl.experiment.registry import list_methods
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_tasks_lists_all_25(capsys):
+def test_tasks_lists_every_registered_task(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     for task in envs.list_tasks():
         assert re.search(rf"^{re.escape(task)}\s", out, re.M), task
-    assert "25 tasks" in out
+    assert f"{len(envs.list_tasks())} tasks" in out
 
 
 def test_tasks_json_has_dimensions_and_params(capsys):
@@ -100,7 +100,7 @@ def test_methods_lists_registered_methods_and_algos_is_its_alias(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("sac") and "\nrarl" in out
-    assert [line.split()[0] for line in out.splitlines()] == list_algorithms()
+    assert [line.split()[0] for line in out.splitlines()] == list_methods()
     assert main(["algos"]) == 0
     assert capsys.readouterr().out == out
 
@@ -160,7 +160,7 @@ def test_method_and_algo_resolve_the_same_trial(tmp_path, monkeypatch):
         assert main([*TRAIN, spelling, "rarl", "--out", str(tmp_path), "--iterations", "2"]) == 0
     assert len(got) == 2 and got[0] == got[1]
     config, run_dir, resume, iterations = got[0]
-    assert [config[k] for k in ("task", "algorithm", "seed", "scale")] == ["dmc/cartpole-balance", "rarl", 3, "small"]
+    assert [config[k] for k in ("task", "method", "seed", "scale")] == ["dmc/cartpole-balance", "rarl", 3, "small"]
     assert config["loop"]["horizon"] == 50
     assert run_dir == trial.run_dir_for(tmp_path, "default", "dmc/cartpole-balance", "rarl", 3)
     assert (resume, iterations) == (False, 2)
@@ -177,7 +177,7 @@ def test_help_says_method_not_algo():
 
 
 def test_method_type_follows_the_registry_and_imports_no_method(monkeypatch):
-    monkeypatch.setitem(registry.ALGORITHMS, "test_only", "baselines.nowhere:Nothing")  # as tests register methods
+    monkeypatch.setitem(registry.METHODS, "test_only", "baselines.nowhere:Nothing")  # as tests register methods
     assert _parse([*TRAIN, "--method", "test_only"])["method"] == "test_only"
     code = "import sys; from qarl.cli.common import method_name; method_name('cat'); print('baselines' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -186,21 +186,22 @@ def test_method_type_follows_the_registry_and_imports_no_method(monkeypatch):
 
 # -- values refused while parsing: one line, exit status 2 ------------------------------------------------------
 
+N_TASKS = len(envs.list_tasks())
 #: argv whose last option has a bad (last) value, and what the one-line error says
 BAD_VALUES = [
     (["train", "--method", "sac", "--task", "dmc/cartpol-balance"], "did you mean 'dmc/cartpole-balance'"),
-    (["train", "--task", "dmc/cartpole-balance", "--method", "rarll"], "unknown algorithm 'rarll'; did you mean"),
-    (["train", "--task", "dmc/cartpole-balance", "--algo", "rarll"], "unknown algorithm 'rarll'; did you mean 'rarl'"),
+    (["train", "--task", "dmc/cartpole-balance", "--method", "rarll"], "unknown method 'rarll'; did you mean"),
+    (["train", "--task", "dmc/cartpole-balance", "--algo", "rarll"], "unknown method 'rarll'; did you mean 'rarl'"),
     (["demo", "--tasks", "dmc/cheetah-run", "dmc/cheeta-run"], "did you mean 'dmc/cheetah-run'"),
-    (["bench", "loop", "--task", "nope"], "unknown task id 'nope' (run `qarl tasks` for the list of 25 tasks)"),
+    (["bench", "loop", "--task", "nope"], f"unknown task id 'nope' (run `qarl tasks` for the list of {N_TASKS} tasks)"),
     (["bench", "grid", "--tasks", "gym/Hoper-v5"], "did you mean 'gym/Hopper-v5'"),
     (["bench", "trial", "--task", "nope"], "unknown task id 'nope'"),
     (["bench", "sweep", "--task", "nope"], "unknown task id 'nope'"),
-    (["bench", "sweep", "--method", "nope"], "unknown algorithm 'nope' (known: sac, rarl, qarl"),
+    (["bench", "sweep", "--method", "nope"], "unknown method 'nope' (known: sac, rarl, qarl"),
     (["bench", "group", "--trial", "--task", "nope"], "unknown task id 'nope'"),
-    (["bench", "group", "--trial", "--method", "sack"], "unknown algorithm 'sack'; did you mean 'sac'"),
+    (["bench", "group", "--trial", "--method", "sack"], "unknown method 'sack'; did you mean 'sac'"),
     (["diagnose", "overhead", "--task", "nope"], "unknown task id 'nope'"),
-    (["diagnose", "overhead", "--method", "nope"], "unknown algorithm 'nope'"),
+    (["diagnose", "overhead", "--method", "nope"], "unknown method 'nope'"),
 ]
 
 
@@ -239,7 +240,7 @@ def test_bad_value_exits_2_without_traceback_from_the_command_line(tmp_path):
     argv = ["train", "--task", "dmc/cartpole-balance", "--algo", "rarll", "--out", str(tmp_path)]
     proc = subprocess.run([sys.executable, "-m", "qarl", *argv], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("qarl train: error: unknown algorithm 'rarll'; did you mean 'rarl'")
+    assert proc.stderr.startswith("qarl train: error: unknown method 'rarll'; did you mean 'rarl'")
     assert len(proc.stderr.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
 
 
@@ -249,3 +250,31 @@ def test_argparse_errors_keep_the_usage_line(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: qarl train") and "required: --method" in err
+
+
+def _counted_options(parser, path=()):
+    """(command path, option, minimum) of every option typed as an integer with a lower bound."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if name != "algos":
+                    yield from _counted_options(sub, (*path, name))
+        elif isinstance(action.type, AtLeast):
+            yield path, action.option_strings[0], action.type.minimum
+
+
+COUNTED = list(_counted_options(cli.build_parser()))
+
+
+def test_counted_options_exist():
+    options = {(" ".join(p), o) for p, o, _ in COUNTED}
+    assert {("bench loop", "--rounds"), ("train", "--iterations"), ("diagnose overhead", "--seed")} <= options
+
+
+@pytest.mark.parametrize(("path", "option", "minimum"), COUNTED, ids=[f"{' '.join(p)} {o}" for p, o, _ in COUNTED])
+def test_a_count_below_its_minimum_is_a_one_line_error(path, option, minimum, capsys):
+    assert main([*path, option, str(minimum - 1)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"qarl {path[0]}: error: {option} must be at least {minimum}, got {minimum - 1}"
+    assert main([*path, option, "three"]) == 2
+    assert capsys.readouterr().err.strip() == f"qarl {path[0]}: error: {option} must be an integer, got 'three'"

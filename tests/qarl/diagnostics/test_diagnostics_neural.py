@@ -28,7 +28,7 @@ from qarl.diagnostics.neural import (
     soft_returns,
     srank,
 )
-from qarl.experiment.registry import get_algorithm
+from qarl.experiment.registry import get_method
 from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.sac.learner import Player, SACConfig, squashed_log_prob
 from qarl.training.checkpoint import list_checkpoints, load_checkpoint, player_state
@@ -197,7 +197,7 @@ def test_joint_view_backup_and_soft_returns_by_hand():
     """The shared critic's backup is the method's own target (with the current critic), and the Monte-Carlo soft
     return adds -alpha log pi + alpha_adv log nu after each reward."""
     config = resolve_config(TASK, "mixedne_ld", 0, "smoke", {"eval": {"enabled": False}})
-    trainer = get_algorithm("mixedne_ld")(TASK, config.algo, config.loop, 0)
+    trainer = get_method("mixedne_ld")(TASK, config.algo, config.loop, 0)
     trainer.run_iteration()
     view = trainer.critic_views()[JOINT]
     assert view.shared
@@ -264,7 +264,7 @@ def test_diagnostics_leave_generators_and_players_untouched_and_weights_are_one_
     # importance weight is exactly 1; an off-by-one between log-probs and buffer positions would break this
     no_updates = {"learning_starts": 10**6}
     config = resolve_config(TASK, "rarl", 0, "smoke", {"protagonist": no_updates, "adversary": no_updates})
-    trainer = get_algorithm("rarl")(TASK, config.algo, config.loop, 0)
+    trainer = get_method("rarl")(TASK, config.algo, config.loop, 0)
     trainer.run_iteration()
     diagnostics = NeuralDiagnostics(trainer, config.diagnostics)
     np_state, th_state = np.random.get_state(), th.get_rng_state()

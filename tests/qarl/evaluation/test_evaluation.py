@@ -14,7 +14,7 @@ import envs
 from qarl.evaluation import EvalConfig, Evaluator, run_batch
 from qarl.experiment.trial import load_trainer, resolve_config, run_dir_for, run_trial
 
-COLUMNS = ["task", "task_version", "algorithm", "seed", "metric", "param_x", "value_x", "param_y", "value_y",
+COLUMNS = ["task", "task_version", "method", "seed", "metric", "param_x", "value_x", "param_y", "value_y",
            "force_bound", "policy_mode", "episode", "return", "length"]  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Every registered method (``qarl.experiment.registry``): its class, its YAML, and smoke trials that are
 deterministic and resumable.
 
-Parametrized over ``list_algorithms()`` (and ``envs.list_tasks()``), so that a new method or task is covered without
+Parametrized over ``list_methods()`` (and ``envs.list_tasks()``), so that a new method or task is covered without
 editing a test. The tests of one method's own mechanism live with it (tests/baselines/, tests/qarl/quantal/).
 """
 
@@ -15,11 +15,11 @@ import pytest
 
 import envs
 from qarl.config import configs_dir, from_dict, load_yaml
-from qarl.experiment.registry import get_algorithm, list_algorithms
+from qarl.experiment.registry import get_method, list_methods
 from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.sac.learner import SACConfig
 
-METHODS = list_algorithms()
+METHODS = list_methods()
 TASK = "dmc/cartpole-balance"
 TIMING = ["wall_time", "steps_per_s"]
 
@@ -33,29 +33,29 @@ def _progress(run_dir) -> pd.DataFrame:
 
 
 def _fields(algo: str) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(get_algorithm(algo).config_cls)}
+    return {f.name: f for f in dataclasses.fields(get_method(algo).config_cls)}
 
 
 def _learners(algo: str) -> list[str]:
     """The method's config fields that hold a SAC learner's config (``protagonist``, ``adversary``)."""
-    defaults = get_algorithm(algo).config_cls()
+    defaults = get_method(algo).config_cls()
     return [name for name in _fields(algo) if isinstance(getattr(defaults, name), SACConfig)]
 
 
-def test_the_algorithm_yamls_are_the_registered_methods():
-    """One configs/algorithms/<name>.yaml per registered method, and none for an unregistered one."""
-    assert sorted(p.stem for p in (configs_dir() / "algorithms").glob("*.yaml")) == sorted(METHODS)
+def test_the_method_yamls_are_the_registered_methods():
+    """One configs/methods/<name>.yaml per registered method, and none for an unregistered one."""
+    assert sorted(p.stem for p in (configs_dir() / "methods").glob("*.yaml")) == sorted(METHODS)
 
 
 @pytest.mark.parametrize("algo", METHODS)
 def test_method_yaml_equals_its_dataclass_defaults(algo):
-    cls = get_algorithm(algo).config_cls
-    assert from_dict(cls, load_yaml(configs_dir() / "algorithms" / f"{algo}.yaml")) == cls()
+    cls = get_method(algo).config_cls
+    assert from_dict(cls, load_yaml(configs_dir() / "methods" / f"{algo}.yaml")) == cls()
 
 
 @pytest.mark.parametrize("algo", METHODS)
 def test_trainer_class_declares_its_name_paper_config_and_phases(algo):
-    cls = get_algorithm(algo)
+    cls = get_method(algo)
     assert cls.name == algo
     assert isinstance(cls.paper, str) and cls.paper.strip(), "the source `qarl methods` shows"
     assert dataclasses.is_dataclass(cls.config_cls)

@@ -18,7 +18,7 @@ import torch as th
 
 import envs
 from qarl.config import ConfigError, configs_dir, from_dict, load_yaml, parse_overrides
-from qarl.experiment.registry import get_algorithm, list_algorithms
+from qarl.experiment.registry import get_method, list_methods
 from qarl.experiment.trial import TrialError, resolve_config, run_dir_for, run_trial
 from qarl.sac.learner import NonFiniteLossError, Player, SACConfig
 from qarl.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
@@ -43,11 +43,11 @@ def _progress(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(run_dir / "progress.parquet").drop(columns=TIMING_COLUMNS)
 
 
-def test_algorithm_yaml_values_match_the_paper_defaults():
+def test_method_yaml_values_match_the_paper_defaults():
     # sac and rarl by name: their players are the papers' SAC settings (SACConfig's defaults); every method's YAML
     # equals its own dataclass defaults: tests/qarl/experiment/test_methods.py
     for algo in ("sac", "rarl"):
-        data = load_yaml(configs_dir() / "algorithms" / f"{algo}.yaml")
+        data = load_yaml(configs_dir() / "methods" / f"{algo}.yaml")
         for player, values in data.items():
             assert from_dict(SACConfig, values, player) == SACConfig(), f"{algo}.{player} differs from the defaults"
     assert SACConfig().net_arch == (256, 256, 256) and SACConfig().train_every == 3
@@ -169,13 +169,13 @@ def test_resume_in_process_equals_uninterrupted(tmp_path, matmul_backend):
 _ONEDNN_SIZE = [f"--set={p}.{k}={v}" for p in ("protagonist", "adversary") for k, v in
                 (("net_arch", "[256,256]"), ("batch_size", 64))]  # fmt: skip
 # every registered method, and rarl on the oneDNN path
-KILL_METHODS = [*list_algorithms(), "rarl-onednn"]
+KILL_METHODS = [*list_methods(), "rarl-onednn"]
 
 
 def _kill_extra(algo: str) -> list[str]:
     if algo == "rarl-onednn":
         return _ONEDNN_SIZE
-    if "teacher" in {f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)}:
+    if "teacher" in {f.name for f in dataclasses.fields(get_method(algo).config_cls)}:
         return ["--set", "teacher.update_every=4"]  # the teacher updates (and is checkpointed) within the run
     return []
 
@@ -299,7 +299,7 @@ def test_config_errors_name_the_key():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--task", "dmc/cartpole-balance", "--algo", "rarll"], "unknown algorithm 'rarll'; did you mean 'rarl'"),
+        (["--task", "dmc/cartpole-balance", "--algo", "rarll"], "unknown method 'rarll'; did you mean 'rarl'"),
         (["--task", "dmc/cartpol-balance", "--algo", "sac"], "did you mean 'dmc/cartpole-balance'"),
         (["--task", "dmc/cartpole-balance", "--algo", "sac", "--iterations", "-3"], "--iterations must be at least 1"),
         (["--task", "dmc/cartpole-balance", "--algo", "sac", "--set", "protagonist.actor_lr"], "protagonist.actor_lr"),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qarl.experiment.registry import get_algorithm, list_algorithms
+from qarl.experiment.registry import get_method, list_methods
 from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
 from qarl.quantal.trainers import AlphaTrainer, QARLLinearTrainer
 from qarl.sac.alpha import AlphaConditionedSAC
@@ -18,8 +18,8 @@ from qarl.training.loop import ADVERSARY, PROTAGONIST
 # The registered methods that append the episode's alpha itself to both players' observations (force_curriculum, an
 # AlphaTrainer too, appends its force budget instead: tests/baselines/test_baselines.py).
 ALPHA_METHODS = [
-    m for m in list_algorithms()
-    if issubclass(cls := get_algorithm(m), AlphaTrainer) and cls.observed_value is AlphaTrainer.observed_value
+    m for m in list_methods()
+    if issubclass(cls := get_method(m), AlphaTrainer) and cls.observed_value is AlphaTrainer.observed_value
 ]  # fmt: skip
 # Representative tasks for the default run: one per dm_control domain family and one gym task; every method on every
 # task: tests/qarl/experiment/test_methods.py (-m slow).
@@ -28,7 +28,7 @@ SUBSET = ["dmc/cheetah-run", "dmc/walker-walk", "dmc/hopper-hop", "dmc/quadruped
 
 def _trainer(algo: str, task: str = "dmc/cartpole-balance", seed: int = 0, **overrides):
     config = resolve_config(task, algo, seed, "smoke", overrides)
-    return get_algorithm(algo)(config.task, config.algo, config.loop, seed)
+    return get_method(algo)(config.task, config.algo, config.loop, seed)
 
 
 @pytest.mark.parametrize("algo", ALPHA_METHODS)
@@ -38,12 +38,12 @@ def test_alpha_is_appended_to_both_players_and_zero_at_evaluation(algo, monkeypa
     for p in trainer.players.values():
         assert p.model.observation_space.shape == (n + 1,)
     assert isinstance(trainer.players[ADVERSARY].model, AlphaConditionedSAC)
-    assert isinstance(trainer.players[PROTAGONIST].model, AlphaConditionedSAC) == get_algorithm(algo).homogeneous
+    assert isinstance(trainer.players[PROTAGONIST].model, AlphaConditionedSAC) == get_method(algo).homogeneous
     seen = []
     original = trainer.play_episode
 
     def spy(game, seed, learner, deterministic, adversary_on):
-        seen.append((learner, trainer._alpha))
+        seen.append((learner, trainer.alpha))
         return original(game, seed, learner, deterministic, adversary_on)
 
     monkeypatch.setattr(trainer, "play_episode", spy)
@@ -71,7 +71,7 @@ def test_adversary_buffer_stores_the_alpha_of_its_episode():
     trainer.run_iteration()
     buf = trainer.players[ADVERSARY].buffer
     stored = buf.observations[: buf.size(), 0, -1]
-    assert set(np.unique(stored).round(12)) == set(np.round(trainer._alphas, 12))
+    assert set(np.unique(stored).round(12)) == set(np.round(trainer.episode_alphas, 12))
 
 
 def test_linear_schedule():

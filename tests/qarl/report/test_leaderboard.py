@@ -56,7 +56,7 @@ def _rows(
 ) -> list[dict[str, Any]]:
     """Eval rows of one run: two episodes per cell, at the given mean -0.5 and +0.5."""
     px, py = TASKS.get(task, ("px", "py"))
-    base = dict(task=task, task_version=task_version, algorithm=algo, seed=seed, param_x=px, param_y=py)
+    base = dict(task=task, task_version=task_version, method=algo, seed=seed, param_x=px, param_y=py)
     base.update(force_bound=1.0, policy_mode=policy_mode, length=1000)
     cells = [("nominal", 1.0, 1.0, nominal)] + [("grid", x, y, r) for (x, y), r in grid.items()]
     if worst_case is not None:
@@ -84,10 +84,10 @@ def write_run(
     """A run directory ``root/exp/<task>/<algo>/seed=<k>`` with meta.json, config.yaml and (rows given) eval.parquet."""
     run_dir = root / "exp" / task / algo / f"seed={seed}"
     run_dir.mkdir(parents=True)
-    meta = dict(task=task, algorithm=algo, seed=seed, status=status, failure_reason=failure_reason)
+    meta = dict(task=task, method=algo, seed=seed, status=status, failure_reason=failure_reason)
     meta.update(versions=versions or VERSIONS, **(meta_overrides or {}))
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(task=task, algorithm=algo, seed=seed, scale=scale)))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(task=task, method=algo, seed=seed, scale=scale)))
     if rows is not None:
         pd.DataFrame(rows).to_parquet(run_dir / "eval.parquet")
     return run_dir
@@ -137,7 +137,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _row(tables: dict[str, pd.DataFrame], task: str, algo: str) -> pd.Series:
     main = tables["main"]
-    return main[(main["task"] == task) & (main["algorithm"] == algo)].iloc[0]
+    return main[(main["task"] == task) & (main["method"] == algo)].iloc[0]
 
 
 def test_find_runs_includes_failed_runs_without_eval(suite: dict[str, Any]) -> None:
@@ -150,12 +150,12 @@ def test_per_seed_scores_by_hand(suite: dict[str, Any]) -> None:
     per_seed = suite["tables"]["per_seed"]
     assert set(per_seed["policy_mode"]) == {"stochastic"}
     cheetah = per_seed[per_seed["task"] == "dmc/cheetah-run"]
-    row = cheetah[(cheetah["algorithm"] == "rarl") & (cheetah["seed"] == 2)].iloc[0]
+    row = cheetah[(cheetah["method"] == "rarl") & (cheetah["seed"] == 2)].iloc[0]
     assert row["nominal"] == 6.0 and row["worst_case"] == 5.0
     assert row["grid_mean"] == pytest.approx(100 + 20 + 4)
     assert row["grid_worst"] == 100 + 20
     assert row["bottom_decile"] == 100 + 20  # 9 cells: 9 // 10 = 0, so at least one cell
-    assert per_seed[per_seed["algorithm"] == "sac"]["worst_case"].isna().all()
+    assert per_seed[per_seed["method"] == "sac"]["worst_case"].isna().all()
 
 
 def test_bottom_decile_and_worst_cell_on_a_larger_grid(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_iqm_and_interval_equal_scipy(suite: dict[str, Any]) -> None:
     for task in TASKS:
         for algo in METHODS:
             row = _row(tables, task, algo)
-            scores = per_seed[(per_seed["task"] == task) & (per_seed["algorithm"] == algo)]
+            scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == algo)]
             for metric in ("grid_mean", "grid_worst", "bottom_decile"):
                 x = scores[metric].to_numpy()
                 assert row[f"{metric}_iqm"] == pytest.approx(stats.trim_mean(x, 0.25))
@@ -216,8 +216,8 @@ def test_probability_of_improvement(suite: dict[str, Any]) -> None:
     # Hopper: sac grid means 34..74 vs rarl 4..44: pairs with sac > rarl, plus half the ties (30 + 10 s equal sets).
     per_seed = tables["per_seed"]
     hop = per_seed[per_seed["task"] == "gym/Hopper-v5"]
-    x = hop[hop["algorithm"] == "sac"]["grid_mean"].to_numpy()
-    y = hop[hop["algorithm"] == "rarl"]["grid_mean"].to_numpy()
+    x = hop[hop["method"] == "sac"]["grid_mean"].to_numpy()
+    y = hop[hop["method"] == "rarl"]["grid_mean"].to_numpy()
     by_hand = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y) / 25
     sac = _row(tables, "gym/Hopper-v5", "sac")
     assert sac["poi"] == pytest.approx(by_hand)
@@ -235,16 +235,16 @@ def test_probability_of_improvement(suite: dict[str, Any]) -> None:
 def test_ranking_order(suite: dict[str, Any]) -> None:
     ranking = suite["tables"]["ranking"]
     # Grid-mean IQMs: cheetah sac 24, rarl 124, qarl 224 -> 0, 0.5, 1; hopper sac 54, rarl 24, qarl 124 -> 0.3, 0, 1.
-    assert ranking["algorithm"].tolist() == ["qarl", "rarl", "sac"]
-    scores = dict(zip(ranking["algorithm"], ranking["robustness_score"], strict=True))
+    assert ranking["method"].tolist() == ["qarl", "rarl", "sac"]
+    scores = dict(zip(ranking["method"], ranking["robustness_score"], strict=True))
     assert scores == pytest.approx({"qarl": 1.0, "rarl": 0.25, "sac": 0.15})
     assert ranking["rank_robustness"].tolist() == [1, 2, 3]
-    perf = dict(zip(ranking["algorithm"], ranking["rank_performance"], strict=True))
+    perf = dict(zip(ranking["method"], ranking["rank_performance"], strict=True))
     assert perf == {"qarl": 1, "rarl": 2, "sac": 3}  # nominal IQMs 10 > 6 > 3 on both tasks
 
 
 def test_failed_runs_listed_and_excluded(suite: dict[str, Any]) -> None:
-    records = {(r["algorithm"], r["seed"]): r for r in suite["records"] if r["task"] == "dmc/cheetah-run"}
+    records = {(r["method"], r["seed"]): r for r in suite["records"] if r["task"] == "dmc/cheetah-run"}
     assert records[("sac", 7)]["status"] == "failed"
     assert records[("qarl", 8)]["status"] == "interrupted"
     assert set(suite["evals"]["seed"]) == set(SEEDS)  # the interrupted run's partial rows are not read
@@ -308,7 +308,7 @@ def test_mixed_package_versions(tmp_path: Path) -> None:
         load_evals([a, b])
     assert str(a / "meta.json") in str(e.value) and str(b / "meta.json") in str(e.value)
     evals, _ = load_evals([a, b], allow_mixed=True)
-    assert set(evals["algorithm"]) == {"sac", "rarl"}
+    assert set(evals["method"]) == {"sac", "rarl"}
 
 
 def test_mixed_task_version(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     temp = pd.read_csv(fig / "qarl-temperature" / "temperature.csv")
     assert temp[temp.iteration == 1]["mean_teacher_kappa"].iloc[0] == pytest.approx(50.0)  # the teacher's start
     cells = pd.read_csv(fig / "qarl-heatmaps" / "heatmaps.csv")
-    assert cells.groupby("algorithm").size().to_dict() == {"qarl": 9, "rarl": 9, "sac": 9}  # 3 x 3 smoke grid
+    assert cells.groupby("method").size().to_dict() == {"qarl": 9, "rarl": 9, "sac": 9}  # 3 x 3 smoke grid
     pct = pd.read_csv(fig / "rarl-percentile" / "percentile.csv")
     assert pct.groupby("method").size().to_dict() == {"qarl": 2, "rarl": 2, "sac": 2}
     assert (pct.groupby("method")["return"].apply(lambda r: r.is_monotonic_increasing)).all()
@@ -58,7 +58,7 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     critics = pd.read_csv(fig / "realizability-critics" / "critics.csv")
     assert set(critics.method) == {"rarl", "qarl"} and critics["mean"].notna().all()
     ablation = pd.read_csv(fig / "qarl-ablation" / "ablation.csv")
-    assert set(ablation.algorithm) == {"qarl", "qarl_linear", "qarl_point", "qarl_single", "qarl_homogeneous"}
+    assert set(ablation.method) == {"qarl", "qarl_linear", "qarl_point", "qarl_single", "qarl_homogeneous"}
 
 
 def test_smoke_figures_total_time(smoke):

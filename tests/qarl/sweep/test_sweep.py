@@ -132,7 +132,7 @@ def test_overrides_reach_every_trial(tmp_path):
 INVALID = [
     ({"tasks": ["dmc/cartpol-balance"]}, "tasks[0]: unknown task id 'dmc/cartpol-balance'"),
     ({"tasks": ["dmc/cartpol-balance"]}, "did you mean 'dmc/cartpole-balance'"),
-    ({"methods": ["qarl", "rarll"]}, "methods[1]: unknown algorithm 'rarll'; did you mean 'rarl'"),
+    ({"methods": ["qarl", "rarll"]}, "methods[1]: unknown method 'rarll'; did you mean 'rarl'"),
     ({"resources": {"cpus": 0}}, "resources: cpus must be a finite number > 0, got 0.0"),
     ({"resources": {"cpus": 1, "gpus": -1}}, "resources: gpus must be a finite number >= 0"),
     ({"resources": {"gpus": 1.5}}, "gpus above 1 must be a whole number"),
