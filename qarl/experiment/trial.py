@@ -97,9 +97,8 @@ def resolve_config(
     data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
     data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
     # the scale's learner overrides apply to every SAC player of the method
-    for f in dataclasses.fields(trainer_cls.config_cls):
-        if _is_sac_field(trainer_cls.config_cls, f.name):
-            data = merge(data, {f.name: scale_cfg.get("players") or {}})
+    for name in sac_fields(trainer_cls.config_cls):
+        data = merge(data, {name: scale_cfg.get("players") or {}})
     data = merge(data, overrides or {})
     for key in ("task", "method", "seed"):
         if data[key] != {"task": task, "method": method, "seed": seed}[key]:
@@ -107,9 +106,10 @@ def resolve_config(
     return parse_trial_config(data)
 
 
-def _is_sac_field(cls: type, name: str) -> bool:
-    default = next(f for f in dataclasses.fields(cls) if f.name == name).default_factory  # type: ignore[misc]
-    return default is SACConfig
+def sac_fields(config_cls: type) -> list[str]:
+    """The fields of a method's config that hold a player's :class:`SACConfig` (by their default values' type)."""
+    defaults = config_cls()
+    return [f.name for f in dataclasses.fields(config_cls) if isinstance(getattr(defaults, f.name), SACConfig)]
 
 
 class TrialError(Exception):
