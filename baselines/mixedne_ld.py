@@ -59,7 +59,7 @@ import torch as th
 from torch import nn
 from torch.nn import functional as F
 
-from qarl.sac.learner import NonFiniteLossError, SACConfig
+from qarl.sac.learner import LossMeans, SACConfig
 from qarl.sac.views import CHUNK, CriticBatch, SharedCriticView
 from qarl.training.checkpoint import CheckpointError
 from qarl.training.loop import ADVERSARY, PROTAGONIST, LoopConfig, TwoPlayerTrainer
@@ -317,8 +317,7 @@ class LangevinPlayer:
         )
         self.env_steps = 0  # joint-phase transitions this player acted in (the same for both players)
         self.updates = 0  # Langevin steps of this actor
-        self._sums: dict[str, float] = {}
-        self._count = 0
+        self.losses = LossMeans(name)
 
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """An action in [-1, 1] (float64), sampled or the mean."""
@@ -327,17 +326,11 @@ class LangevinPlayer:
         return a.numpy()[0].astype(np.float64)
 
     def record(self, actor_loss: float, critic_loss: float) -> None:
-        for k, v in (("actor_loss", actor_loss), ("critic_loss", critic_loss)):
-            if not math.isfinite(v):
-                raise NonFiniteLossError(f"{self.name} {k} is {v} at gradient step {self.updates}")
-            self._sums[k] = self._sums.get(k, 0.0) + v
-        self._count += 1
+        self.losses.add(self.updates, actor_loss, critic_loss)
 
     def pop_stats(self) -> dict[str, float]:
         """Mean losses since the last call (critic: the shared critic's), the fixed temperature and the counters."""
-        n = self._count
-        stats = {k: v / n for k, v in self._sums.items()} if n else {"actor_loss": math.nan, "critic_loss": math.nan}
-        self._sums, self._count = {}, 0
+        stats = self.losses.pop()
         stats.update(temperature=self.temperature, env_steps=self.env_steps, updates=self.updates)
         return stats
 

@@ -253,6 +253,30 @@ class NonFiniteLossError(RuntimeError):
     """A gradient step produced a NaN or infinite loss."""
 
 
+class LossMeans:
+    """A player's actor and critic losses between two progress rows: their sums, then their means."""
+
+    def __init__(self, player: str) -> None:
+        self.player = player
+        self._sums: dict[str, float] = {}
+        self._count = 0
+
+    def add(self, step: int, actor_loss: float, critic_loss: float) -> None:
+        """Add one gradient step's losses; a NaN or infinite one raises :class:`NonFiniteLossError`."""
+        for k, v in (("actor_loss", actor_loss), ("critic_loss", critic_loss)):
+            if not math.isfinite(v):
+                raise NonFiniteLossError(f"{self.player} {k} is {v} at gradient step {step}")
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+
+    def pop(self) -> dict[str, float]:
+        """The mean of each loss since the last call (NaN without a step), and start again."""
+        n = self._count
+        means = {k: v / n for k, v in self._sums.items()} if n else {"actor_loss": math.nan, "critic_loss": math.nan}
+        self._sums, self._count = {}, 0
+        return means
+
+
 class Player:
     """One side of the game: a QSAC model, its replay buffer and its update schedule.
 
@@ -275,8 +299,7 @@ class Player:
         self.model = make_sac(config, observation_space, action_space, model_cls=model_cls)
         self.env_steps = 0  # own-phase transitions stored so far
         self.updates = 0  # gradient steps so far
-        self._loss_sums: dict[str, float] = {}
-        self._loss_count = 0
+        self.losses = LossMeans(name)
         # Behaviour log-probability of each stored action under the acting policy, parallel to the buffer positions
         # (NaN where the action was not sampled); read by the off-policy diagnostics (qarl/diagnostics/neural.py).
         self.behaviour_log_prob = np.full(self.buffer.buffer_size, np.nan, dtype=np.float32)
@@ -329,19 +352,10 @@ class Player:
         self.model.train(gradient_steps=1, batch_size=self.config.batch_size)
         self.updates += 1
         values = self.model.logger.name_to_value
-        losses = {"actor_loss": values["train/actor_loss"], "critic_loss": values["train/critic_loss"]}
-        for k, v in losses.items():
-            if not math.isfinite(v):
-                raise NonFiniteLossError(f"{self.name} {k} is {v} at gradient step {self.updates}")
-            self._loss_sums[k] = self._loss_sums.get(k, 0.0) + v
-        self._loss_count += 1
+        self.losses.add(self.updates, values["train/actor_loss"], values["train/critic_loss"])
 
     def pop_stats(self) -> dict[str, float]:
         """Mean losses since the last call, the current temperature and the counters."""
-        n = self._loss_count
-        stats = (
-            {k: v / n for k, v in self._loss_sums.items()} if n else {"actor_loss": math.nan, "critic_loss": math.nan}
-        )
-        self._loss_sums, self._loss_count = {}, 0
+        stats = self.losses.pop()
         stats.update(temperature=self.model.temperature, env_steps=self.env_steps, updates=self.updates)
         return stats

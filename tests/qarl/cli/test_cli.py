@@ -215,14 +215,21 @@ def test_bad_value_is_a_one_line_error(argv, message, capsys):
     assert captured.out == ""
 
 
-def _typed_options(parser, path=()):
-    """(command path, option) of every option checked by an argument type, found by walking the parser."""
+def _options(parser, path=()):
+    """(command path, action) of every option of every command (the alias ``algos`` left out), walking the parser."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 if name != "algos":
-                    yield from _typed_options(sub, (*path, name))
-        elif action.type in (task_id, method_name):
+                    yield from _options(sub, (*path, name))
+        else:
+            yield path, action
+
+
+def _typed_options(parser):
+    """(command path, option) of every option checked by a task or method type."""
+    for path, action in _options(parser):
+        if action.type in (task_id, method_name):
             yield " ".join(path), action.option_strings[0]
 
 
@@ -252,18 +259,11 @@ def test_argparse_errors_keep_the_usage_line(capsys):
     assert err.startswith("usage: qarl train") and "required: --method" in err
 
 
-def _counted_options(parser, path=()):
-    """(command path, option, minimum) of every option typed as an integer with a lower bound."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                if name != "algos":
-                    yield from _counted_options(sub, (*path, name))
-        elif isinstance(action.type, AtLeast):
-            yield path, action.option_strings[0], action.type.minimum
-
-
-COUNTED = list(_counted_options(cli.build_parser()))
+COUNTED = [
+    (path, action.option_strings[0], action.type.minimum)
+    for path, action in _options(cli.build_parser())
+    if isinstance(action.type, AtLeast)
+]
 
 
 def test_counted_options_exist():
