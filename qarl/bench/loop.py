@@ -105,7 +105,11 @@ def _raw_control_steps_per_s(task: str, seconds: float = 1.0) -> float:
 
 
 def _naive_grid(model: Any, game: Any, cells: list[dict[str, float]]) -> tuple[float, int]:
-    """One ``model.predict`` call and one ``game.step`` per control step, episode after episode."""
+    """One ``model.predict`` call and one ``game.step`` per control step, episode after episode.
+
+    Written out on purpose instead of using :func:`qarl.training.rollout.rollout`: the benchmark's reference is the
+    plain loop a user would write around stable-baselines3's ``predict``.
+    """
     import numpy as np
 
     zero = np.zeros(game.adversary_action_space.shape)

@@ -113,6 +113,9 @@ def run_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Episodes on ``games`` in lock-step; ``act(obs (B, n)) -> (actions, forces)`` is called once per control step
     for all running games; ``force_fn(i, t, force)`` may replace game i's force at step t. Returns (returns, lengths).
+
+    The one episode loop besides :func:`qarl.training.rollout.rollout`: it steps many games at once, so that each
+    control step costs one batched forward pass per player (the robustness grid's hundreds of episodes).
     """
     n = len(games)
     obs = []

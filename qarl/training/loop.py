@@ -56,9 +56,8 @@ class LoopConfig:
     """Evaluate with the players' mean actions (False: sample them)."""
 
     def validate(self) -> None:
-        positive = ("iterations", "episodes_per_phase", "horizon", "checkpoint_every", "keep_checkpoints")
-        positive += ("torch_threads",)
-        require_at_least(self, positive, 1)
+        require_at_least(self, ("iterations", "episodes_per_phase", "horizon", "checkpoint_every"), 1)
+        require_at_least(self, ("keep_checkpoints", "torch_threads"), 1)
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
         if self.adversary_bound is not None and not (math.isfinite(self.adversary_bound) and self.adversary_bound >= 0):
