@@ -29,7 +29,14 @@ from qarl.experiment import rundir
 from qarl.experiment.registry import get_method
 from qarl.experiment.rundir import run_dir_for
 from qarl.sac.learner import QSAC, NonFiniteLossError, SACConfig
-from qarl.training.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
+from qarl.training.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_aside,
+)
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 
 _TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics")
@@ -178,10 +185,16 @@ def run_trial(
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = rundir.read_meta(run_dir, missing_ok=True) if resume else {}
     if resume:
-        found = list_checkpoints(ckpt_dir)
-        if found:
-            it, path = found[-1]
-            state = load_checkpoint(path, expect=identity)
+        found, state = list_checkpoints(ckpt_dir), None
+        while found and state is None:  # the newest checkpoint that loads; damaged newer ones are set aside
+            it, path = found.pop()
+            try:
+                state = load_checkpoint(path, expect=identity)
+            except CheckpointError as exc:
+                if not (exc.damaged and found):
+                    raise
+                log(f"{exc}: kept as {set_aside(path).name}; resuming from the previous checkpoint")
+        if state is not None:
             _check_same_config(state.get("config", {}), config, path)
             trainer.load_state_dict(state["trainer"])
             if progress_file.exists():

@@ -23,7 +23,11 @@ _NAME = re.compile(r"^iter_(\d{6,})\.pt$")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or belongs to another trial."""
+    """A checkpoint is missing, corrupt, or belongs to another trial; ``damaged``: the file itself cannot be read."""
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 def _encode(obj: Any) -> Any:
@@ -68,6 +72,16 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: th.save({"format": FORMAT, "version": VERSION, **_encode(payload)}, f))
 
 
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint out of the checkpoint list (``iter_000003.pt`` -> ``iter_000003.pt.damaged``, then
+    ``.damaged-1``, ...), keeping it for inspection; returns the new path."""
+    target, k = path.with_name(path.name + ".damaged"), 0
+    while target.exists():
+        k += 1
+        target = path.with_name(f"{path.name}.damaged-{k}")
+    return path.rename(target)
+
+
 def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a checkpoint; ``expect`` maps keys (e.g. task, method, seed) to the values they must have."""
     path = Path(path)
@@ -77,8 +91,8 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
         raw = th.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a qarl checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
-            "delete it to resume from the previous one"
+            f"checkpoint {path} is corrupt or not a qarl checkpoint ({type(exc).__name__}: {str(exc)[:200]})",
+            damaged=True,
         ) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qarl checkpoint")

@@ -241,13 +241,36 @@ def test_corrupt_and_mismatched_checkpoints_give_clear_errors(tmp_path):
     _, path = list_checkpoints(run_dir / "checkpoints")[-1]
     with pytest.raises(CheckpointError, match="belongs to another trial: its task"):
         load_checkpoint(path, expect={"task": "dmc/walker-walk"})
-    path.write_bytes(path.read_bytes()[:1000])
+    for _, p in list_checkpoints(run_dir / "checkpoints"):  # none loadable: the clear error
+        p.write_bytes(p.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="corrupt"):
         run_trial(None, run_dir=run_dir, resume=True, log=_quiet)
     foreign = tmp_path / "foreign.pt"
     th.save({"weights": th.zeros(2)}, foreign)
     with pytest.raises(CheckpointError, match="not a qarl checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_resumes(tmp_path):
+    """Truncated on disk (a crash mid-copy, a full disk): --resume reports it, keeps it under a new name, continues from
+    the checkpoint before it, and ends with the progress of an undisturbed run."""
+    over = {"loop": {"iterations": 4, "checkpoint_every": 1}, "eval": {"enabled": False}}
+    config = resolve_config("dmc/cartpole-balance", "rarl", 0, "smoke", over)
+    full = run_dir_for(tmp_path / "full", "t", config.task, "rarl", 0)
+    run_trial(config, run_dir=full, log=_quiet)
+    part = run_dir_for(tmp_path / "part", "t", config.task, "rarl", 0)
+    run_trial(config, run_dir=part, log=_quiet, stop_after=3)
+    (it2, _), (it3, newest) = list_checkpoints(part / "checkpoints")
+    assert (it2, it3) == (2, 3)
+    newest.write_bytes(newest.read_bytes()[:2000])
+    lines: list[str] = []
+    meta = run_trial(None, run_dir=part, resume=True, log=lines.append)
+    assert meta["status"] == "completed"
+    reported = [m for m in lines if "iter_000003.pt" in m and "corrupt" in m]
+    assert len(reported) == 1 and "kept as iter_000003.pt.damaged" in reported[0], lines
+    assert any("resuming" in m and "from iteration 2" in m for m in lines), lines
+    assert (part / "checkpoints" / "iter_000003.pt.damaged").stat().st_size == 2000  # kept, not deleted
+    pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
 
 
 def test_checkpoint_roundtrip_keeps_arrays_and_big_ints(tmp_path):
