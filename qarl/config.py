@@ -389,6 +389,18 @@ def require_at_least(config: Any, names: Sequence[str], minimum: int) -> None:
             raise ValueError(f"{name} must be at least {minimum}, got {getattr(config, name)}")
 
 
+LEGACY_METHOD_KEY = "algorithm"
+"""What ``method`` was called in the files of earlier versions (config.yaml, meta.json, eval.parquet, checkpoints)."""
+
+
+def with_method_key(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with an earlier version's ``algorithm`` key read as ``method`` (files on disk are never rewritten)."""
+    out = dict(data)
+    if LEGACY_METHOD_KEY in out and "method" not in out:
+        out["method"] = out.pop(LEGACY_METHOD_KEY)
+    return out
+
+
 SCALES = ("smoke", "small", "paper")
 """The budget presets of ``configs/scales.yaml``, smallest first."""
 

@@ -86,9 +86,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qarl.evaluation import evaluate_trainer
+    from qarl.experiment import rundir
     from qarl.experiment.trial import load_trainer
 
-    out = Path(args.run_dir) / "eval.parquet"
+    out = Path(args.run_dir) / rundir.EVAL_FILE
     if out.exists() and not args.force:
         raise UserError(f"{out} exists; pass --force to overwrite it")
     config, trainer, iteration = load_trainer(args.run_dir)
@@ -105,7 +106,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     print(f"evaluating {args.run_dir} at iteration {iteration}", file=sys.stderr)
-    df = evaluate_trainer(trainer, eval_cfg, out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    df = evaluate_trainer(trainer, eval_cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    rundir.write_eval(args.run_dir, df)
     summary = df.groupby(["metric", "policy_mode"])["return"].agg(["size", "mean"]).reset_index()
     print(summary.to_string(index=False))
     print(f"wrote {out}")

@@ -20,7 +20,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,6 @@ import torch as th
 
 import envs
 from qarl.config import require_at_least
-from qarl.files import atomic_write_parquet
 from qarl.training.loop import TwoPlayerTrainer
 from qarl.training.rollout import rollout
 from qarl.training.seeds import EVALUATION_METRICS, stream_seed
@@ -307,16 +305,13 @@ class Evaluator:
         return rows
 
 
-def evaluate_trainer(trainer: TwoPlayerTrainer, config: EvalConfig, out: str | Path | None = None,
-                     log: Callable[[str], None] | None = None,
+def evaluate_trainer(trainer: TwoPlayerTrainer, config: EvalConfig, log: Callable[[str], None] | None = None,
                      configure_learner: Callable[[Any], None] | None = None) -> pd.DataFrame:  # fmt: skip
-    """Evaluate ``trainer`` (restored or just trained); write ``out`` (eval.parquet) atomically when given.
+    """The evaluation rows of ``trainer`` (restored or just trained); ``qarl.experiment.rundir.write_eval`` writes
+    them to the run's ``eval.parquet``.
 
     ``configure_learner`` is called with the SAC model of each worst-case adversary before it trains."""
-    df = Evaluator(trainer, config, log, configure_learner).run()
-    if out is not None:
-        atomic_write_parquet(out, df)
-    return df
+    return Evaluator(trainer, config, log, configure_learner).run()
 
 
 __all__ = ["POLICY_MODES", "EvalConfig", "Evaluator", "GamePool", "evaluate_trainer", "run_batch"]

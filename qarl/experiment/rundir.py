@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from qarl.config import ConfigError, dump_yaml, load_yaml
+from qarl.config import LEGACY_METHOD_KEY, ConfigError, dump_yaml, load_yaml, with_method_key
 from qarl.files import atomic_write_parquet, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
@@ -30,18 +30,6 @@ META_FILE = "meta.json"
 PROGRESS_FILE = "progress.parquet"
 EVAL_FILE = "eval.parquet"
 CHECKPOINT_DIR = "checkpoints"
-
-
-LEGACY_METHOD_KEY = "algorithm"
-"""What ``method`` was called in the files of earlier versions (config.yaml, meta.json, eval.parquet, checkpoints)."""
-
-
-def with_method_key(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` with an earlier version's ``algorithm`` key read as ``method`` (files on disk are never rewritten)."""
-    out = dict(data)
-    if LEGACY_METHOD_KEY in out and "method" not in out:
-        out["method"] = out.pop(LEGACY_METHOD_KEY)
-    return out
 
 
 class RunDirError(ValueError):

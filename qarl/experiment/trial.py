@@ -22,7 +22,7 @@ from typing import Any
 
 import envs
 from qarl import provenance
-from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge, to_dict
+from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge, to_dict, with_method_key
 from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.experiment import rundir
@@ -71,7 +71,7 @@ class TrialConfig:
 def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
     """Validate a resolved config dict (as in ``config.yaml``; an earlier version's ``algorithm`` key is read as
     ``method``)."""
-    data = rundir.with_method_key(data)
+    data = with_method_key(data)
     for key in ("task", "method", "seed", "scale"):
         if key not in data:
             raise ConfigError(f"{key}: required")
@@ -282,7 +282,7 @@ def load_trainer(run_dir: str | os.PathLike) -> tuple[TrialConfig, TwoPlayerTrai
 
 
 def _check_same_config(saved: dict[str, Any], config: TrialConfig, path: Path) -> None:
-    now, saved = config.to_dict(), rundir.with_method_key(saved)
+    now, saved = config.to_dict(), with_method_key(saved)
     # the iteration count may be extended; the evaluation and diagnostics settings do not touch training
     strip = lambda d: {  # noqa: E731
         **{k: v for k, v in d.items() if k not in ("eval", "diagnostics")},

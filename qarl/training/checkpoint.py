@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
+from qarl.config import with_method_key
 from qarl.files import atomic_write
 from qarl.sac.learner import Player
 
@@ -98,8 +99,7 @@ def load_checkpoint(path: Path, expect: dict[str, Any] | None = None) -> dict[st
         raise CheckpointError(f"{path} is not a qarl checkpoint")
     if raw.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {raw.get('version')}, this qarl reads {VERSION}")
-    if "method" not in raw and "algorithm" in raw:  # written by an earlier version, which said "algorithm"
-        raw["method"] = raw["algorithm"]
+    raw = with_method_key(raw)
     for key, value in (expect or {}).items():
         if raw.get(key) != value:
             raise CheckpointError(
