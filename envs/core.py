@@ -443,6 +443,16 @@ class ZeroSumGame:
     def _set_task_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
+    # ------------------------------------------------------------------ state
+    def save_state(self) -> dict[str, Any]:
+        """The game's full state (physics, episode parameters, step count, generators): :meth:`restore_state` puts the
+        game back exactly, so that the same actions give the same trajectory (e.g. to branch from one state)."""
+        return self._snapshot()
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Return to a state saved by :meth:`save_state` on this game."""
+        self._restore(state)
+
     # ------------------------------------------------------------------ pickling
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore_game, (type(self), self.task_id, self._init_kwargs, self._snapshot()))

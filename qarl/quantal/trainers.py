@@ -125,6 +125,12 @@ class AlphaTrainer(TwoPlayerTrainer):
     def prepare_evaluation(self) -> None:
         self.alpha = 0.0
 
+    def prepare_training_state(self, episode: int) -> bool:
+        if not self.episode_alphas:
+            return False
+        self.alpha = self.episode_alphas[episode % len(self.episode_alphas)]
+        return True
+
     def extra_stats(self) -> dict[str, float]:
         return {"alpha_mean": float(np.mean(self.episode_alphas)) if self.episode_alphas else math.nan}
 

@@ -267,8 +267,16 @@ def curves(runs: list[Run], out: Path) -> list[Path]:
                 if table.isna().all().all():
                     continue  # e.g. no adversary: nothing to draw
                 mean, half = _band(ax, table, label=algo)
-                rows.append({"task": task, "metric": col, "method": algo, "seeds": table.shape[1],
-                             "final_mean": mean[-1], "final_ci95": half[-1] if table.shape[1] > 1 else math.nan})
+                rows.append(
+                    {
+                        "task": task,
+                        "metric": col,
+                        "method": algo,
+                        "seeds": table.shape[1],
+                        "final_mean": mean[-1],
+                        "final_ci95": half[-1] if table.shape[1] > 1 else math.nan,
+                    }
+                )
             ax.set_title(f"{task}: {label}", fontsize=9)
             ax.set_xlabel("iteration")
             ax.set_ylabel("return")
@@ -292,8 +300,17 @@ def temperature(runs: list[Run], out: Path) -> list[Path]:
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                 mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
                 for it, m, h in zip(table.index, mean, half, strict=True):
-                    rows.append({"task": task, "method": algo, "iteration": int(it), "column": col,
-                                 "mean": m, "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)})
+                    rows.append(
+                        {
+                            "task": task,
+                            "method": algo,
+                            "iteration": int(it),
+                            "column": col,
+                            "mean": m,
+                            "ci95": h if len(mine) > 1 else math.nan,
+                            "seeds": len(mine),
+                        }
+                    )
     axes[0][0].set_title("mean adversary temperature alpha per iteration")
     axes[0][1].set_title("teacher kappa (Gamma shape) per iteration")
     for ax in axes[0]:
@@ -441,8 +458,11 @@ def navigation(runs: list[Run], out: Path, policy_mode: str = "stochastic") -> l
     for ax in axes[0]:
         ax.set_xlabel("wind factor")
         ax.legend(fontsize=7)
-    head = _provenance("Quadruped navigation under wind", runs,
-                       f"{episodes} episodes per run and wind factor, {policy_mode} protagonist, constant wind.")
+    head = _provenance(
+        "Quadruped navigation under wind",
+        runs,
+        f"{episodes} episodes per run and wind factor, {policy_mode} protagonist, constant wind.",
+    )
     return _write(out, "navigation", fig, table, head)
 
 
@@ -483,35 +503,47 @@ def mass_friction(runs: list[Run], out: Path, policy_mode: str = "stochastic") -
 # Realizability paper
 
 CRITIC_COLUMNS = (
-    ("regression", "incompleteness", "estimated incompleteness ratio"),
-    ("bellman", "residual", "Bellman residual (held out)"),
+    ("feature_class", "completeness_ratio", "completeness ratio IBE / BE (feature class)"),
+    ("feature_class", "incompleteness", "incompleteness alpha-hat (feature class)"),
+    ("feature_class", "td_distance_rel", "distance from the TD fixed point / spread"),
+    ("feature_class", "bellman_error", "Bellman error (feature class)"),
+    ("paired", "next_state_bias", "next-state part of the Bellman error"),
+    ("feature_class", "realizability", "distance from the returns' projection"),
     ("mc", "rmse", "Monte-Carlo value error (RMSE)"),
 )
+CRITIC_PLAYERS = ("protagonist", "adversary")
 
 
-def critics(runs: list[Run], out: Path, player: str = "protagonist") -> list[Path]:
-    """The SAC critics' diagnostics over training per method (mean and 95% t-interval over seeds)."""
+def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYERS) -> list[Path]:
+    """The SAC critics' diagnostics over training per method (mean and 95% t-interval over seeds), one row of panels
+    per player."""
     done = _completed(runs, "critics")
-    fig, axes = _figure(len(CRITIC_COLUMNS))
+    fig, axes = _figure(len(CRITIC_COLUMNS), nrows=len(players), width=3.6, height=3.0)
     rows = []
-    for ax, (group, name, label) in zip(axes[0], CRITIC_COLUMNS, strict=True):
-        col = f"diag/{player}/{group}/{name}"
-        for task in sorted({r.task for r in done}):
-            for algo in sorted({r.method for r in done if r.task == task}):
-                mine = [r for r in done if r.task == task and r.method == algo]
-                missing = [str(r.path) for r in mine if col not in r.progress.columns]
-                if missing:
-                    raise FigureError(f"critics: {missing[0]} has no column {col!r} (trained without diagnostics?)")
-                table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1).dropna(how="all")
-                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo}")
-                rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
-                          "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
-                         for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
-        ax.set_title(f"{player}: {label}", fontsize=9)
-        ax.set_xlabel("iteration")
-        ax.legend(fontsize=7)
+    for p_row, player in zip(axes, players, strict=True):
+        for ax, (group, name, label) in zip(p_row, CRITIC_COLUMNS, strict=True):
+            col = f"diag/{player}/{group}/{name}"
+            for task in sorted({r.task for r in done}):
+                for algo in sorted({r.method for r in done if r.task == task}):
+                    mine = [r for r in done if r.task == task and r.method == algo]
+                    missing = [str(r.path) for r in mine if col not in r.progress.columns]
+                    if missing:
+                        raise FigureError(
+                            f"critics: {missing[0]} has no column {col!r} (trained without diagnostics, or by an "
+                            "earlier version: rerun it)"
+                        )
+                    table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
+                    table = table.dropna(how="all")
+                    mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo}")
+                    rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
+                              "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
+                             for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
+            ax.set_title(f"{player}: {label}", fontsize=8)
+            ax.set_xlabel("iteration")
+            ax.legend(fontsize=7)
     head = _provenance("SAC critic diagnostics over training", runs,
-                       f"Columns `diag/{player}/...` of progress.parquet (see qarl/diagnostics/neural.py).")
+                       "Columns `diag/<player>/...` of progress.parquet (definitions: qarl/diagnostics/neural.py); "
+                       "mean over seeds with its 95% t-interval.")  # fmt: skip
     return _write(out, "critics", fig, pd.DataFrame(rows), head)
 
 

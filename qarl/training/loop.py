@@ -187,6 +187,12 @@ class TwoPlayerTrainer:
     def prepare_evaluation(self) -> None:
         """Put the method in its evaluation state (curriculum values of ``evaluate``) for external evaluation."""
 
+    def prepare_training_state(self, episode: int) -> bool:
+        """Put the method in the state of training episode ``episode`` of the last iteration (e.g. that episode's
+        curriculum value), for diagnostics that look at the data the critics were trained on. Returns False (and
+        changes nothing) when the method's training and evaluation states coincide."""
+        return False
+
     # ------------------------------------------------------------------ the loop
     def play_episode(self, game, seed: int, learner: str | None, deterministic: bool, adversary_on: bool):
         """One episode; ``learner`` stores its transitions and learns. Returns (return, discounted, length)."""

@@ -227,6 +227,37 @@ def test_pickle_mid_episode_continues_exactly(task_id):
     assert game.np_random.random() == clone.np_random.random()
 
 
+@pytest.mark.parametrize("task_id", ["dmc/cartpole-balance", "dmc/walker-walk", "gym/HalfCheetah-v5", NAVIGATE])
+def test_restore_state_branches_exactly(task_id):
+    """save_state / restore_state: two branches from one state with the same actions are identical, a branch with
+    other actions differs, and the main line continues as if no branch had been taken."""
+    game = envs.make(task_id, horizon=500)
+    acts = _actions(game, 30, seed=3)
+    other = _actions(game, 10, seed=4)
+    game.reset(seed=2)
+    for a, b in acts[:10]:
+        game.step(a, b)
+    state = game.save_state()
+
+    def branch(actions):
+        game.restore_state(state)
+        return [game.step(a, b)[:2] for a, b in actions]
+
+    first, again, different = branch(acts[10:20]), branch(acts[10:20]), branch(other)
+    for (o1, r1), (o2, r2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+    assert not np.array_equal(first[-1][0], different[-1][0])
+    game.restore_state(state)
+    main_line = [game.step(a, b)[0] for a, b in acts[10:20]]
+    fresh = envs.make(task_id, horizon=500)
+    fresh.reset(seed=2)
+    for a, b in acts[:10]:
+        fresh.step(a, b)
+    for obs, (a, b) in zip(main_line, acts[10:20], strict=True):
+        np.testing.assert_array_equal(obs, fresh.step(a, b)[0])
+
+
 @pytest.mark.parametrize("task_id", [t for t in ALL_TASKS if t.startswith("gym/")])
 def test_gym_family_equals_gymnasium_with_zero_force(task_id):
     import gymnasium

@@ -9,19 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch as th
-from torch import nn
 
 import envs
 import qarl.diagnostics.neural as neural
 from baselines.mixedne_ld import JOINT
 from qarl.cli import main
 from qarl.config import ConfigError
-from qarl.diagnostics.finite import bellman_residual, controllable_alpha_mdp, local_ibe, q_pi, sample_dataset
 from qarl.diagnostics.neural import (
     GROUPS,
     DiagnosticsConfig,
     NeuralDiagnostics,
-    bellman_regression,
     effective_sample_size,
     erank,
     player_columns,
@@ -50,67 +47,6 @@ def _trial(tmp_path: Path, algo: str, name: str, overrides: dict | None = None) 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# acceptance: the estimator with a linear class matches the exact local IBE on the finite test bed
-
-
-def _linear_regression_on_testbed(lam: float, seed: int, n: int = 20_000):
-    """(exact local IBE, exact Bellman residual, RegressionResult) at f = Q_pi + Phi delta on controllable_alpha_mdp.
-
-    The configuration of test_diagnostics_finite.py's convergence checks: (20 states, 3 actions, d = 5), delta ~ N(0, I)
-    with seed [seed, 3], held-out data (n pairs from mu, 2 next states each) with seed [seed, 4]; the fit's own data
-    (n pairs, 1 next state) with seed [seed, 5].
-    """
-    mdp, pi, Phi, mu = controllable_alpha_mdp(20, 3, 5, lam, seed)
-    f = q_pi(mdp, pi) + Phi @ np.random.default_rng([seed, 3]).standard_normal(Phi.shape[1])
-    S, A = pi.shape
-    f_next = (pi * f.reshape(S, A)).sum(axis=1)  # expected backup over a' ~ pi(.|s') in closed form
-
-    def backups(data):  # y[i, k] = r_i + gamma sum_a' pi(a'|s'_ik) f(s'_ik, a'), independent over k given (s, a)
-        return th.as_tensor(data["r"][:, None] + mdp.gamma * f_next[data["next_s"]], dtype=th.float32)
-
-    def x(data):
-        return th.as_tensor(Phi[data["sa"]], dtype=th.float32)
-
-    train = sample_dataset(mdp, pi, mu, n, seed=[seed, 5], n_next=1)
-    test = sample_dataset(mdp, pi, mu, n, seed=[seed, 4], n_next=2)  # double sampling on the held-out set
-    th.manual_seed(seed)
-    result = bellman_regression(
-        lambda: nn.Linear(Phi.shape[1], 1, bias=False),  # F = span(Phi), exactly the class of the exact IBE
-        x(train),
-        backups(train)[:, 0],
-        x(test),
-        backups(test),
-        f_test=th.as_tensor(f[test["sa"]]),
-        steps=2000,
-        batch_size=256,
-        lr=0.05,
-        standardize=False,
-        generator=th.Generator().manual_seed(seed),
-    )
-    return local_ibe(mdp, pi, Phi, mu, f), bellman_residual(mdp, pi, Phi, mu, f), result
-
-
-# Observed relative errors of the local IBE at lam = 1, seeds 0-4: 0.3%, 0.0%, 4.0%, 0.9%, 0.1% (at lam = 0.5, where
-# the IBE is 2-5 times smaller against the same sampling noise: up to 10%).
-@pytest.mark.parametrize("seed", range(5))
-def test_linear_bellman_regression_matches_exact_local_ibe_within_15_percent(seed):
-    ibe, br, result = _linear_regression_on_testbed(1.0, seed)
-    rel = abs(result.local_ibe / ibe - 1)
-    print(f"seed={seed}: exact local IBE {ibe:.4f}, estimate {result.local_ibe:.4f}, relative error {rel:.4f}")
-    assert rel < 0.15
-    assert result.bellman_residual == pytest.approx(br, rel=0.05)
-    # the minimax gap estimates BR^2 - IBE^2 = ||f - Proj T f||^2 (f is in F), free of target noise
-    assert result.minimax_gap == pytest.approx(br**2 - ibe**2, rel=0.05)
-    assert result.incompleteness == pytest.approx(ibe / br, rel=0.15)
-
-
-def test_linear_bellman_regression_finds_no_ibe_when_bellman_complete():
-    ibe, br, result = _linear_regression_on_testbed(0.0, 0)
-    assert ibe < 1e-8 and br > 1.0
-    assert result.local_ibe < 0.05 * br and result.incompleteness < 0.05
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # acceptance: a smoke `qarl train` logs every documented column for both players; training is unchanged
 
 
@@ -128,7 +64,7 @@ def test_smoke_train_logs_every_documented_column_for_both_players(tmp_path):
         for name in names:
             assert f"``{group}/{name}``" in neural.__doc__
     row = diagnosed.iloc[0]
-    assert 0 <= row["diag/adversary/regression/incompleteness"] <= 1
+    assert row["diag/adversary/paired/states"] > 0 and row["diag/protagonist/feature_class/twin_gap"] >= 0
     assert 0 < row["diag/protagonist/shift/ess"] <= 1 and 0 < row["diag/adversary/shift/ess_recent"] <= 1
     assert -1 <= row["diag/protagonist/mc/spearman"] <= 1
     assert 1 <= row["diag/protagonist/representation/srank"] <= 32  # smoke critics: 32 hidden units
@@ -172,7 +108,9 @@ def test_methods_without_an_adversary_critic(tmp_path):
     # cat: the protagonist only (its MC rollouts go through the MAS attack, radius > 0 from iteration 2)
     df = pd.read_parquet(_trial(tmp_path, "cat", "cat") / "progress.parquet")
     assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(player_columns(PROTAGONIST))
-    assert df[player_columns(PROTAGONIST)].notna().all(axis=None)
+    curriculum = [c for c in player_columns(PROTAGONIST) if "/mc_curriculum/" in c]  # cat has no curriculum state
+    assert df[curriculum].isna().all(axis=None)
+    assert df[[c for c in player_columns(PROTAGONIST) if c not in curriculum]].notna().all(axis=None)
 
 
 def test_mixedne_ld_shared_critic_is_diagnosed_without_changing_training(tmp_path):
@@ -181,9 +119,9 @@ def test_mixedne_ld_shared_critic_is_diagnosed_without_changing_training(tmp_pat
     df, df_off = pd.read_parquet(on / "progress.parquet"), pd.read_parquet(off / "progress.parquet")
     joint = player_columns(JOINT)
     assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(joint)
-    shift = [c for c in joint if "/shift/" in c]  # no behaviour density of the mixed actions is stored
-    assert df[shift].isna().all(axis=None) and df[[c for c in joint if c not in shift]].notna().all(axis=None)
-    assert df["diag/joint/regression/incompleteness"].between(0, 1).all()
+    # no behaviour density of the mixed actions is stored, no other player to redraw, no curriculum state
+    absent = [c for c in joint if any(f"/{g}/" in c for g in ("shift", "paired", "mc_curriculum"))]
+    assert df[absent].isna().all(axis=None) and df[[c for c in joint if c not in absent]].notna().all(axis=None)
     pd.testing.assert_frame_equal(
         df.drop(columns=joint + TIMING_COLUMNS), df_off.drop(columns=TIMING_COLUMNS), check_exact=True
     )
@@ -310,11 +248,12 @@ def test_rank_and_weight_statistics():
     ("override", "message"),
     [
         ({"every": 0}, "diagnostics: every must be at least 1, got 0"),
-        ({"heldout_size": 1}, "diagnostics: heldout_size must be at least 2, got 1"),
+        ({"recent_size": 1}, "diagnostics: recent_size must be at least 2, got 1"),
+        ({"next_actions": 1}, "diagnostics: next_actions must be at least 2, got 1"),
+        ({"ridge": -1}, "diagnostics: ridge must be a non-negative number, got -1.0"),
         ({"mc_tail": 1.0}, "diagnostics: mc_tail must lie in (0, 1), got 1.0"),
-        ({"regression_lr": 0}, "diagnostics: regression_lr must be a positive number, got 0.0"),
         ({"evry": 3}, "diagnostics.evry: unknown key (did you mean 'every'?)"),
-        ({"mc_episodes": -1}, "diagnostics: mc_episodes must be >= 0, got -1"),
+        ({"mc_episodes": -1}, "diagnostics: mc_episodes must be at least 0, got -1"),
     ],
 )
 def test_config_errors_name_the_key(override, message):
@@ -326,7 +265,7 @@ def test_config_errors_name_the_key(override, message):
 def test_scales_set_the_diagnostics():
     smoke, small, paper = (resolve_config(TASK, "qarl", 0, s).diagnostics for s in ("smoke", "small", "paper"))
     assert paper == DiagnosticsConfig() and paper.every == 10 and paper.enabled
-    assert small.every == 5 and smoke.every == 1 and smoke.regression_steps < paper.regression_steps
+    assert small.every == 5 and smoke.every == 1 and smoke.sample_size < paper.sample_size
 
 
 def test_overhead_command_runs_side_by_side(capsys):
