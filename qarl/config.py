@@ -401,6 +401,28 @@ def with_method_key(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+LEGACY_DIAGNOSTICS_KEYS: dict[str, str | None] = {
+    "heldout_size": "recent_size",
+    "train_size": "sample_size",
+    "regression_steps": None,
+    "regression_batch": None,
+    "regression_lr": None,
+}
+"""Earlier versions' ``diagnostics`` keys in stored run files: renamed (to the new name) or retired (None)."""
+
+
+def with_current_diagnostics_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored ``diagnostics`` settings with an earlier version's keys renamed or dropped (files are never rewritten;
+    a key present under both names keeps the current name's value)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in LEGACY_DIAGNOSTICS_KEYS:
+            out[key] = value
+        elif LEGACY_DIAGNOSTICS_KEYS[key] is not None and LEGACY_DIAGNOSTICS_KEYS[key] not in data:
+            out[LEGACY_DIAGNOSTICS_KEYS[key]] = value
+    return out
+
+
 SCALES = ("smoke", "small", "paper")
 """The budget presets of ``configs/scales.yaml``, smallest first."""
 

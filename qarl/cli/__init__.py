@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(diagnose.with_run_subcommand(argv))
     except BadArgument as exc:  # a value an argument type refused (unknown task id, unknown method)
         print(f"{exc.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -251,6 +251,13 @@ def exact(mdp: FiniteMDP, pi: np.ndarray, Phi: np.ndarray, mu: np.ndarray) -> di
       ``conc_restricted`` = nu^T G^-1 nu with nu = Phi^T d_pi, which equals sup_{f in F} (E_{d_pi} f)^2 / ||f||_mu^2
       (Cauchy-Schwarz in the G inner product) and is at most conc_chi2 (Cauchy-Schwarz in L2(mu)), with equality
       for tabular features.
+    * ``realizable`` = 1.0 when ``realizability_err`` <= 1e-8 max(||Q_pi||_mu, 1), else 0.0: ``alpha`` is the
+      incompleteness factor only when it is 1 (see ``alpha``).
+    * ``conc_residual`` = nu_r^T (Phi_r^T D Phi_r)^-1 nu_r with Phi_r = (I - gamma P_pi) Phi and nu_r = Phi_r^T d_pi:
+      the residual-transfer concentrability sup_{f in Q_pi + F} (E_{d_pi}[f - T f])^2 / BR(f)^2 (Cauchy-Schwarz in
+      the G_r inner product, as for ``conc_restricted``). It enters the bound
+      |v_f - v_pi| = |E_{d_pi}[f - T f]| / (1 - gamma) <= sqrt(conc_residual) BR(f) / (1 - gamma) for realizable
+      classes (v_f = rho0_pi . f; the equality is the telescoping identity f - Q_pi = (I - gamma P_pi)^-1 (f - T f)).
     * ``v_pi`` = sum_s rho0[s] sum_a pi[s, a] Q_pi[s*A + a].
     """
     pi = _check_pi(mdp, pi)
@@ -288,8 +295,14 @@ def exact(mdp: FiniteMDP, pi: np.ndarray, Phi: np.ndarray, mu: np.ndarray) -> di
     margin = float(np.min(np.linalg.eigvals(A_td).real))
 
     nu = Phi.T @ d_pi
+    # Residual-transfer concentrability: the residuals of the class, f - T f = (I - gamma P_pi) Phi delta for
+    # f = Q_pi + Phi delta, are measured under mu and transferred to d_pi.
+    Phi_res = M @ Phi
+    nu_res = Phi_res.T @ d_pi
+    realizability_err = _norm(I_Proj @ Q, mu)
     return {
-        "realizability_err": _norm(I_Proj @ Q, mu),
+        "realizability_err": realizability_err,
+        "realizable": float(realizability_err <= 1e-8 * max(_norm(Q, mu), 1.0)),
         "alpha": alpha,
         "kappa": kappa,
         "td_fixed_point_err": td_err,
@@ -298,6 +311,7 @@ def exact(mdp: FiniteMDP, pi: np.ndarray, Phi: np.ndarray, mu: np.ndarray) -> di
         "conc_inf": float(np.max(d_pi / mu)),
         "conc_chi2": float(np.sum(d_pi**2 / mu)),
         "conc_restricted": float(nu @ np.linalg.solve(G, nu)),
+        "conc_residual": float(nu_res @ np.linalg.solve(Phi_res.T @ (mu[:, None] * Phi_res), nu_res)),
         "v_pi": float((mdp.rho0[:, None] * pi).ravel() @ Q),
     }
 
@@ -308,6 +322,39 @@ def td_fixed_point(mdp: FiniteMDP, pi: np.ndarray, Phi: np.ndarray, mu: np.ndarr
     Phi = _check_phi(mdp, Phi, mu)
     M = np.eye(mdp.n_pairs) - mdp.gamma * p_pi(mdp, pi)
     return np.linalg.solve(Phi.T @ (mu[:, None] * (M @ Phi)), Phi.T @ (mu * mdp.r.ravel()))
+
+
+def lstd_asymptotic_error(
+    mdp: FiniteMDP, pi: np.ndarray, Phi: np.ndarray, mu: np.ndarray, n: int, n_next: int = 2
+) -> float:
+    """The asymptotic root-mean-square error sqrt(E ||Phi (theta_hat - theta_td)||_mu^2) of :func:`lstd` on n
+    transitions with ``n_next`` next states each, in closed form.
+
+    theta_hat - theta_td = A_hat^-1 (1/n) sum_i phi_i delta_i with delta_i = r_i + gamma phibar_i theta_td -
+    phi_i theta_td, and E[phi delta] = 0 at the TD fixed point, so sqrt(n) (theta_hat - theta_td) -> N(0,
+    A^-1 Sigma A^-T) with A = Phi^T D (I - gamma P_pi) Phi and Sigma = E[phi phi^T delta^2] =
+    Phi^T D diag(m^2 + v) Phi, where m = r + gamma P_pi Phi theta_td - Phi theta_td (the mean TD error given (s, a))
+    and v = gamma^2 Var_{s' ~ P(.|s, a)}[V(s')] / n_next with V(s') = sum_a' pi(a'|s') (Phi theta_td)(s', a')
+    (rewards are deterministic; the next action is averaged exactly). Hence the error is
+    sqrt(trace(G A^-1 Sigma A^-T) / n), G = Phi^T D Phi: first order in 1/sqrt(n), exact as n grows.
+    """
+    mu = _check_mu(mdp, mu)
+    Phi = _check_phi(mdp, Phi, mu)
+    if n < 1 or n_next < 1:
+        raise ValueError(f"need n >= 1 and n_next >= 1, got n={n}, n_next={n_next}")
+    gamma, r = mdp.gamma, mdp.r.ravel()
+    Ppi = p_pi(mdp, pi)
+    theta = td_fixed_point(mdp, pi, Phi, mu)
+    f = Phi @ theta
+    m = r + gamma * Ppi @ f - f
+    V = _expected_next(f, _check_pi(mdp, pi))  # (S,)
+    P = mdp.P.reshape(mdp.n_pairs, mdp.n_states)
+    v = gamma**2 * (P @ V**2 - (P @ V) ** 2) / n_next
+    A = Phi.T @ (mu[:, None] * ((np.eye(mdp.n_pairs) - gamma * Ppi) @ Phi))
+    Sigma = Phi.T @ ((mu * (m**2 + v))[:, None] * Phi)
+    G = Phi.T @ (mu[:, None] * Phi)
+    A_inv = np.linalg.inv(A)
+    return float(np.sqrt(max(np.trace(G @ A_inv @ Sigma @ A_inv.T), 0.0) / n))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -342,9 +389,12 @@ def controllable_alpha_mdp(
     * P = (1 - lam) P_lin + lam P_garnet; pi ~ Dirichlet(1) per state; mu = 0.8 Dirichlet(1_N) + 0.2 / N (the
       floor keeps importance ratios and estimator variances bounded); rho0 ~ Dirichlet(1_S).
     * Phi = a mu-orthonormal basis (:func:`mu_orthonormal_basis`) of span([Q_pi, W]), so realizability holds for
-      every lam. At lam = 0, P_pi f = W (Psi Pi f) lies in span(W) for every f, so (I - Proj) P_pi Phi = 0 and
-      alpha = 0 exactly; there Q_pi = r + gamma P_pi Q_pi is itself in span(W), so the dependent column is dropped
-      and d' = d; for lam > 0 generically d' = d + 1.
+      every lam, with d + 1 columns for every lam. At lam = 0, P_pi f = W (Psi Pi f) lies in span(W) for every f, so
+      any class containing span(W) is Bellman complete and alpha = 0 exactly; there Q_pi = r + gamma P_pi Q_pi is
+      itself in span(W), so span([Q_pi, W]) has dimension d only and a fixed random direction u ~ N(0, I_N) (drawn
+      for every lam) takes Q_pi's place: Phi spans [W, u], which keeps alpha = 0 and realizability. For lam > 0
+      span([Q_pi, W]) has dimension d + 1 generically (else u is appended there too), so the feature dimension
+      never changes with lam.
 
     All random draws come from ``np.random.default_rng(seed)`` in an order that does not depend on ``lam``: the same
     seed gives the same W, Psi, omega, Garnet kernel, pi, mu and rho0 for every lam, so lam -> P is a homotopy
@@ -368,12 +418,15 @@ def controllable_alpha_mdp(
     mu = 0.8 * rng.dirichlet(np.ones(N)) + 0.2 / N
     mu = mu / mu.sum()
     rho0 = rng.dirichlet(np.ones(S))
+    u = rng.standard_normal(N)  # the extra direction where span([Q_pi, W]) has dimension d only
 
     P = (1.0 - lam) * (W @ Psi) + lam * P_garnet
     P = P / P.sum(axis=1, keepdims=True)  # remove rounding drift so that rows sum to 1 to machine precision
     mdp = FiniteMDP(P.reshape(S, A, S), (W @ omega).reshape(S, A), gamma, rho0)
     Q = q_pi(mdp, pi)
     Phi = mu_orthonormal_basis(np.column_stack([Q, W]), mu)
+    if Phi.shape[1] < d + 1:
+        Phi = mu_orthonormal_basis(np.column_stack([Q, W, u]), mu)
     return mdp, pi, Phi, mu
 
 

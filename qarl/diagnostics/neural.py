@@ -123,7 +123,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,28 +161,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "representation": ("srank", "erank", "dead_units", "feature_dot"),
 }
 
-#: Keys of earlier versions' ``diagnostics`` settings, read from stored run files: renamed (new name) or retired (None).
-RETIRED_KEYS: dict[str, str | None] = {
-    "heldout_size": "recent_size",
-    "train_size": "sample_size",
-    "regression_steps": None,
-    "regression_batch": None,
-    "regression_lr": None,
-}
-
 _MIN_TRANSITIONS = 8  # fewer stored transitions: the player's columns stay NaN
 _SATURATED = 1.0 - 1e-5  # |a| beyond this in some entry: a saturated action (its log-density is not meaningful)
-
-
-def with_current_keys(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Stored ``diagnostics`` settings with an earlier version's keys renamed or dropped (:data:`RETIRED_KEYS`)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in RETIRED_KEYS:
-            out[key] = value
-        elif RETIRED_KEYS[key] is not None and RETIRED_KEYS[key] not in data:
-            out[RETIRED_KEYS[key]] = value
-    return out
 
 
 @dataclass(frozen=True)

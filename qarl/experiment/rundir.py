@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from qarl.config import LEGACY_METHOD_KEY, ConfigError, dump_yaml, load_yaml, with_method_key
+from qarl.config import (
+    LEGACY_METHOD_KEY,
+    ConfigError,
+    dump_yaml,
+    load_yaml,
+    with_current_diagnostics_keys,
+    with_method_key,
+)
 from qarl.files import atomic_write_parquet, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
@@ -85,11 +92,15 @@ def read_meta(run_dir: str | os.PathLike, missing_ok: bool = False) -> dict[str,
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a mapping (validated by :func:`~qarl.experiment.trial.parse_trial_config`)."""
+    """The run's ``config.yaml`` as a mapping (validated by :func:`~qarl.experiment.trial.parse_trial_config`), with an
+    earlier version's key names read as today's (``algorithm``; the diagnostics' renamed and retired settings)."""
     try:
-        return with_method_key(load_yaml(Path(run_dir) / CONFIG_FILE))
+        data = with_method_key(load_yaml(Path(run_dir) / CONFIG_FILE))
     except ConfigError as e:
         raise RunDirError(str(e)) from None
+    if isinstance(data.get("diagnostics"), dict):
+        data["diagnostics"] = with_current_diagnostics_keys(data["diagnostics"])
+    return data
 
 
 def read_progress(run_dir: str | os.PathLike) -> pd.DataFrame:

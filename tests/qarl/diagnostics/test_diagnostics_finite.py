@@ -15,6 +15,7 @@ from qarl.diagnostics.finite import (
     exact,
     local_ibe,
     lstd,
+    lstd_asymptotic_error,
     occupancy,
     p_pi,
     q_pi,
@@ -126,7 +127,7 @@ def test_constant_feature_misses_q_pi():
     # The mu-projection onto constants is the mu-mean: realizability error = mu-weighted standard deviation of Q.
     sd = np.sqrt(np.sum(mu * (Q - mu @ Q) ** 2))
     assert sd > 0.01
-    assert e["realizability_err"] == pytest.approx(sd, rel=1e-9)
+    assert e["realizability_err"] == pytest.approx(sd, rel=1e-9) and e["realizable"] == 0.0
     # P_pi 1 = 1, so constants are closed under P_pi: alpha = kappa = 0 although Q_pi is not realizable.
     assert e["alpha"] < 1e-8 and e["kappa"] < 1e-10
     # TD on constants: theta (1 - g) = mu . r.
@@ -169,16 +170,14 @@ def family():
 def test_family_is_realizable_and_complete_at_zero(family):
     for (lam, _seed), (mdp, pi, Phi, mu) in family.items():
         e = exact(mdp, pi, Phi, mu)
-        assert e["realizability_err"] < 1e-8, lam
+        assert e["realizability_err"] < 1e-8 and e["realizable"] == 1.0, lam
         # Realizable => Q_pi solves the TD equations, so the TD fixed point is exact for every lam.
         assert e["td_fixed_point_err"] < 1e-8, lam
         np.testing.assert_allclose(Phi.T @ (mu[:, None] * Phi), np.eye(Phi.shape[1]), atol=1e-10)
+        assert Phi.shape[1] == 6  # the same dimension for every lam (at lam = 0 the direction u replaces Q_pi)
         if lam == 0.0:
             assert e["alpha"] < 1e-8 and e["kappa"] < 1e-8
-            assert Phi.shape[1] == 5  # Q_pi lies in span(W): the dependent column is dropped
             assert np.linalg.matrix_rank(mdp.P.reshape(60, 20)) <= 5  # a linear MDP
-        else:
-            assert Phi.shape[1] == 6
 
 
 def test_family_is_a_homotopy_in_lam(family):
@@ -344,11 +343,13 @@ def test_validation_errors():
 
 
 def test_run_testbed_tiny_grid_writes_outputs(tmp_path):
-    df = run_testbed(lams=(0, 1.0), ns=(300, 600), seeds=(0, 1), n_states=5, n_actions=2, d=3, out=tmp_path)
+    df = run_testbed(lams=(0, 1.0), ns=(300, 600), seeds=(0, 1), n_states=5, n_actions=2, d=3, out=tmp_path, datasets=4)
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == 2 * 2 * 2
     assert set(df["lam"]) == {0.0, 1.0} and set(df["n"]) == {300, 600}
-    np.testing.assert_allclose(df.loc[df["lam"] == 0, "td_err_lstd_rel_complete"], 1.0)
+    np.testing.assert_allclose(df.loc[df["lam"] == 0, ["amplification_exact", "amplification_sampled"]], 1.0)
+    assert (df["td_err_rms_low"] <= df["td_err_rms"]).all() and (df["td_err_rms"] <= df["td_err_rms_high"]).all()
+    assert (df["amplification_low"] <= df["amplification_high"]).all() and (df["realizable"] == 1.0).all()
     assert (df.loc[df["lam"] == 0, "alpha"] < 1e-8).all() and (df.loc[df["lam"] == 1, "alpha"] > 0).all()
     assert (df["realizability_err"] < 1e-8).all() and (df["ratio_exact"] <= df["alpha"] + 1e-9).all()
     for name in ("testbed.csv", "testbed.md", "testbed.png"):
@@ -356,14 +357,36 @@ def test_run_testbed_tiny_grid_writes_outputs(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "testbed.csv"), df, check_dtype=False)
     md = (tmp_path / "testbed.md").read_text()
     assert f"numpy {np.__version__}" in md and "scipy" in md
-    assert "qarl diagnose testbed --lams 0.0 1.0 --n 300 600 --seeds 0 1" in md
+    assert "qarl diagnose testbed --lams 0.0 1.0 --n 300 600 --seeds 0 1 --datasets 4" in md
     assert md.count("| 1 | 600 | 2 |") == 1  # one row of means per (lam, n), over 2 seeds
     assert (tmp_path / "testbed.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_run_testbed_reference_without_zero():
-    df = run_testbed(lams=(0.5,), ns=(400,), seeds=(2,), n_states=5, n_actions=2, d=3)
-    ref = run_testbed(lams=(0.0,), ns=(400,), seeds=(2,), n_states=5, n_actions=2, d=3)
-    assert df["td_err_lstd_rel_complete"].iloc[0] == pytest.approx(
-        df["td_err_lstd"].iloc[0] / ref["td_err_lstd"].iloc[0]
+    kwargs = {"ns": (400,), "seeds": (2,), "n_states": 5, "n_actions": 2, "d": 3, "datasets": 3}
+    df = run_testbed(lams=(0.5,), **kwargs)
+    ref = run_testbed(lams=(0.0,), **kwargs)
+    assert df["amplification_sampled"].iloc[0] == pytest.approx(df["td_err_rms"].iloc[0] / ref["td_err_rms"].iloc[0])
+    assert df["amplification_exact"].iloc[0] == pytest.approx(
+        df["td_err_asymptotic"].iloc[0] / ref["td_err_asymptotic"].iloc[0]
     )
+
+
+def test_lstd_asymptotic_error_matches_the_sampled_rms_and_the_value_bound_holds():
+    """The closed-form asymptotic LSTD error against 300 sampled datasets, and the residual-transfer bound
+    |v_f - v_pi| <= sqrt(conc_residual) BR(f) / (1 - gamma) on random critics of the class."""
+    mdp, pi, Phi, mu = controllable_alpha_mdp(20, 3, 5, 1.0, 0)
+    Q = q_pi(mdp, pi)
+    errs = []
+    for k in range(300):
+        data = sample_dataset(mdp, pi, mu, 2000, [0, k], n_next=2)
+        errs.append(mu @ (Phi @ lstd(data, mdp, pi, Phi) - Q) ** 2)
+    rms = float(np.sqrt(np.mean(errs)))
+    assert lstd_asymptotic_error(mdp, pi, Phi, mu, 2000) == pytest.approx(rms, rel=0.12)
+    e = exact(mdp, pi, Phi, mu)
+    rho0_pi = (mdp.rho0[:, None] * pi).ravel()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        f = Q + Phi @ rng.standard_normal(Phi.shape[1])
+        gap = abs(rho0_pi @ (f - Q))
+        assert gap <= np.sqrt(e["conc_residual"]) * bellman_residual(mdp, pi, Phi, mu, f) / (1 - mdp.gamma) + 1e-12

@@ -79,21 +79,24 @@ def _sampled(mdp, pi, Phi, mu, n: int, seed):
     return Phi[data["sa"]], np.stack(z_next), np.stack([data["r"], data["r"]])
 
 
-# Observed at n = 20,000 (seeds 0-2; rank d - 1): alpha-hat at lam = 1: 0.432 / 0.445 / 0.461 (exact 0.441 / 0.444 /
-# 0.479); at lam = 0: 0.091 / 0.098 / 0.084 (exact 0). Over seeds 0-7 the lam = 0 values range 0.07-0.14: the
-# noise floor of a square root of a supremum at this n (see the module docstring).
-@pytest.mark.parametrize("seed", range(3))
-def test_sampled_estimates_match_the_exact_values(seed):
-    for lam in (0.0, 1.0):
-        mdp, pi, Phi, mu, w = _testbed(lam, seed)
-        exact = _exact_values(mdp, pi, Phi, mu, w)
-        z, z_next, r_next = _sampled(mdp, pi, Phi, mu, 20_000, [seed, 9])
-        out = estimate(z, w, z_next, r_next, mdp.gamma, rank=Phi.shape[1] - 1)
-        if lam == 1.0:
-            assert abs(out["incompleteness"] - exact["incompleteness"]) < 0.05
-        else:
-            assert out["incompleteness"] < 0.1
-        assert out["bellman_error"] == pytest.approx(exact["bellman_error"], rel=0.05)
+# Observed at n = 20,000, rank d - 1 = 5, seeds 0-7: alpha-hat at lam = 1 within 0.018 of the exact 0.44-0.49; at
+# lam = 0 (exact 0) 0.095, 0.097, 0.100, 0.123, 0.089, 0.145, 0.065, 0.118: the noise floor of the square root of a
+# supremum at this n, above 0.1 for 3 of the 8 seeds (see the module docstring). The crossed Bellman error is within
+# 1.3% of the exact one on every seed.
+def test_sampled_estimates_match_the_exact_values():
+    floor = []
+    for seed in range(8):
+        for lam in (0.0, 1.0):
+            mdp, pi, Phi, mu, w = _testbed(lam, seed)
+            exact = _exact_values(mdp, pi, Phi, mu, w)
+            z, z_next, r_next = _sampled(mdp, pi, Phi, mu, 20_000, [seed, 9])
+            out = estimate(z, w, z_next, r_next, mdp.gamma, rank=Phi.shape[1] - 1)
+            if lam == 1.0:
+                assert abs(out["incompleteness"] - exact["incompleteness"]) < 0.05, seed
+            else:
+                floor.append(out["incompleteness"])
+            assert out["bellman_error"] == pytest.approx(exact["bellman_error"], rel=0.05), (seed, lam)
+    assert np.median(floor) < 0.1 and max(floor) < 0.15
 
 
 def test_single_sample_estimates_are_biased():
@@ -155,7 +158,7 @@ def test_critic_shaped_module_reproduces_the_population_values(lam):
     obs = th.as_tensor(np.repeat(np.eye(S), mdp.n_actions, axis=0))  # the state of every pair
     actions = th.eye(N, dtype=th.float64)  # every pair, one-hot
     next_obs = th.as_tensor(mdp.P.reshape(N, S).copy())  # the distribution of the next state of every pair
-    rewards = th.as_tensor(mdp.r.ravel())
+    rewards = th.as_tensor(mdp.r.ravel().copy())
     ones = th.ones(N, dtype=th.float64)
     data = feature_class_data(view, obs, actions, [next_obs] * 2, [rewards] * 2, [ones] * 2, (3, 2))
     out = estimate(data.z, data.w, data.z_next, data.r_next, data.gamma, weights=mu)

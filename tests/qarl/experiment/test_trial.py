@@ -347,3 +347,30 @@ def test_temperatures_and_losses_are_finite_in_progress(tmp_path):
     for col in ("actor_loss_protagonist", "critic_loss_adversary", "temperature_protagonist"):
         assert math.isfinite(last[col])
     assert last["updates_protagonist"] > 0 and last["updates_adversary"] > 0
+
+
+def test_stored_configs_with_an_earlier_versions_diagnostics_keys_still_load(tmp_path):
+    """Run directories written before the feature-class diagnostics hold heldout_size, train_size and the retired
+    regression_* keys: they load (renamed or dropped; a key given under both names keeps the current name's value),
+    while a user's config with a retired key is refused."""
+    from qarl.config import dump_yaml
+    from qarl.experiment import rundir
+    from qarl.experiment.trial import parse_trial_config
+
+    data = resolve_config("dmc/cartpole-balance", "rarl", 0, "smoke").to_dict()
+    data["diagnostics"] = {
+        "every": 3,
+        "heldout_size": 64,
+        "train_size": 256,
+        "regression_steps": 1000,
+        "regression_batch": 256,
+        "regression_lr": 0.001,
+    }
+    dump_yaml(data, tmp_path / rundir.CONFIG_FILE)
+    config = parse_trial_config(rundir.read_config(tmp_path))
+    assert (config.diagnostics.every, config.diagnostics.recent_size, config.diagnostics.sample_size) == (3, 64, 256)
+    data["diagnostics"] = {"recent_size": 16, "heldout_size": 64}
+    dump_yaml(data, tmp_path / rundir.CONFIG_FILE)
+    assert parse_trial_config(rundir.read_config(tmp_path)).diagnostics.recent_size == 16
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve_config("dmc/cartpole-balance", "rarl", 0, "smoke", {"diagnostics": {"regression_steps": 10}})
