@@ -252,8 +252,14 @@ def run_group(
     def job(k: int) -> Callable[[], dict[str, Any]]:
         kwargs = {**trial_kwargs, **(per_seed[k] if per_seed is not None else {})}
         return lambda: run_trial(
-            configs[k], run_dir=dirs[k], resume=resumes[k], iterations=iterations, log=log, stop_after=stop_after,
-            configure_learner=workers[k].attach, **kwargs,
+            configs[k],
+            run_dir=dirs[k],
+            resume=resumes[k],
+            iterations=iterations,
+            log=log,
+            stop_after=stop_after,
+            configure_learner=workers[k].attach,
+            **kwargs,
         )
 
     caller = SeedStream()

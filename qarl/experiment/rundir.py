@@ -4,9 +4,11 @@ A trial (task, method, seed) lives in ``<out>/<experiment>/<task>/<method>/seed=
 
 - ``config.yaml``: the resolved config (:class:`~qarl.experiment.trial.TrialConfig`),
 - ``meta.json``: package versions, git revision, host, times, status and failure reason,
-- ``progress.parquet``: one row per iteration,
+- ``progress.parquet``: one row per iteration (and ``progress.csv``, the same rows),
 - ``eval.parquet``: the end-of-trial robustness evaluation, one row per episode,
-- ``checkpoints/``: the newest checkpoints (not committed with results).
+- ``checkpoints/``: the newest checkpoints (not committed with results),
+- ``train.log`` and ``tensorboard/``: the trial's messages and TensorBoard events (:mod:`qarl.experiment.logs`; not
+  committed with results).
 
 Everything that writes or reads these files goes through this module; writes are atomic (:mod:`qarl.files`), and a
 missing or unreadable file raises :class:`RunDirError` naming the file.
@@ -35,6 +37,9 @@ from qarl.files import atomic_write_parquet, atomic_write_text
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 PROGRESS_FILE = "progress.parquet"
+PROGRESS_CSV = "progress.csv"  # the same rows as CSV, for tools that read no parquet
+TRAIN_LOG = "train.log"
+TENSORBOARD_DIR = "tensorboard"
 EVAL_FILE = "eval.parquet"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -141,7 +146,10 @@ def write_meta(run_dir: str | os.PathLike, meta: Mapping[str, Any]) -> None:
 
 
 def write_progress(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
-    atomic_write_parquet(Path(run_dir) / PROGRESS_FILE, pd.DataFrame(rows))
+    """progress.parquet and the same rows as progress.csv."""
+    frame = pd.DataFrame(rows)
+    atomic_write_parquet(Path(run_dir) / PROGRESS_FILE, frame)
+    atomic_write_text(Path(run_dir) / PROGRESS_CSV, frame.to_csv(index=False))
 
 
 def write_eval(run_dir: str | os.PathLike, frame: pd.DataFrame) -> None:

@@ -26,6 +26,7 @@ from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, 
 from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.experiment import rundir
+from qarl.experiment.logs import TrialLogs
 from qarl.experiment.registry import get_method
 from qarl.experiment.rundir import run_dir_for
 from qarl.sac.learner import QSAC, NonFiniteLossError, SACConfig
@@ -138,6 +139,7 @@ def run_trial(
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     meta_extra: Mapping[str, Any] | None = None,
     configure_learner: Callable[[QSAC], None] | None = None,
+    tensorboard: bool = True,
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue) one trial in ``run_dir``; returns its ``meta.json`` dict.
 
@@ -146,7 +148,9 @@ def run_trial(
     ``on_iteration`` is called with each progress row once it (and any checkpoint) is on disk (Ray Tune's
     ``tune.report``); ``meta_extra`` adds keys to ``meta.json`` (the Ray node id and worker pid of a sweep trial).
     ``configure_learner`` is called with every SAC model the trial trains, the trainer's and the evaluation's (a group
-    of seeds routes their gradient steps through itself, :mod:`qarl.experiment.group`).
+    of seeds routes their gradient steps through itself, :mod:`qarl.experiment.group`). Every message also goes to
+    ``train.log`` and every progress row to TensorBoard events (``tensorboard=False``: none), see
+    :mod:`qarl.experiment.logs`.
     """
     run_dir = Path(run_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -174,6 +178,26 @@ def run_trial(
         config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, iterations=iterations))
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    logs = TrialLogs(run_dir, log, tensorboard=tensorboard)
+    try:
+        return _run(config, run_dir, resume, logs, stop_after, on_iteration, meta_extra, configure_learner)
+    finally:
+        logs.close()
+
+
+def _run(
+    config: TrialConfig,
+    run_dir: Path,
+    resume: bool,
+    logs: TrialLogs,
+    stop_after: int | None,
+    on_iteration: Callable[[dict[str, Any]], None] | None,
+    meta_extra: dict[str, Any] | None,
+    configure_learner: Callable[[QSAC], None] | None,
+) -> dict[str, Any]:
+    """:func:`run_trial` once the run directory and the config are settled."""
+    log = logs.log
+    progress_file, ckpt_dir = run_dir / rundir.PROGRESS_FILE, run_dir / rundir.CHECKPOINT_DIR
     rundir.write_config(run_dir, config.to_dict())
     trainer_cls = get_method(config.method)
     trainer: TwoPlayerTrainer = trainer_cls(config.task, config.algo, config.loop, config.seed)
@@ -200,8 +224,10 @@ def run_trial(
             if progress_file.exists():
                 rows = [r for r in rundir.read_progress(run_dir).to_dict("records") if r["iteration"] <= it]
             log(f"resuming {run_dir} from iteration {it} ({path.name})")
+            logs.purge_after(it)
         else:
             log(f"no checkpoint in {ckpt_dir}: starting {run_dir} from the beginning")
+            logs.purge_after(0)
     meta.update(
         identity,
         status="running",
@@ -221,11 +247,24 @@ def run_trial(
     t_start = time.perf_counter()
     try:
         while trainer.iteration < target:
-            row = trainer.run_iteration()
+            logs.begin_iteration(trainer.iteration + 1, target, len(trainer.phases) * config.loop.episodes_per_phase)
+            t_iter, steps_iter = time.perf_counter(), [0]
+
+            def on_episode(length: int, t_iter=t_iter, steps_iter=steps_iter) -> None:
+                steps_iter[0] += length
+                logs.episode_done(length, steps_iter[0] / max(time.perf_counter() - t_iter, 1e-9))
+
+            trainer.on_episode = on_episode
+            try:
+                row = trainer.run_iteration()
+            finally:
+                trainer.on_episode = None
+                logs.end_iteration()
             if diagnostics is not None:  # reads the players, never changes them (qarl/diagnostics/neural.py)
                 row.update(diagnostics.on_iteration_end(trainer.iteration))
             rows.append(row)
             rundir.write_progress(run_dir, rows)
+            logs.row(row)
             it = trainer.iteration
             if it % config.loop.checkpoint_every == 0 or it == target:
                 save_checkpoint(

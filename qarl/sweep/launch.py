@@ -139,6 +139,22 @@ def group_trials(trials: Sequence[PlannedTrial], seeds_per_trial: int) -> list[l
     return groups
 
 
+def _param_space(trials: Sequence[PlannedTrial], groups: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Tune's parameter space: one grid point per Ray trial (``index``), carrying its task, method and seed(s) as
+    parameters so that Tune's own tools (``ResultGrid.get_dataframe()``, TensorBoard's hparams) can group trials."""
+    from ray import tune
+
+    def field(get: Callable[[int], Any]) -> Any:
+        return tune.sample_from(lambda spec: get(spec.config["index"]))
+
+    return {
+        "index": tune.grid_search(list(range(len(groups)))),
+        "task": field(lambda k: trials[groups[k][0]].task),
+        "method": field(lambda k: trials[groups[k][0]].method),
+        "seed": field(lambda k: ",".join(str(trials[i].seed) for i in groups[k])),
+    }
+
+
 def sweep_trainable(config: dict[str, Any], specs: Sequence[Sequence[dict[str, Any]]]) -> None:
     """Tune function trainable: one trial, or a group of seeds of one (task, method), run (or resumed) in their
     run directories.
@@ -170,41 +186,35 @@ def sweep_trainable(config: dict[str, Any], specs: Sequence[Sequence[dict[str, A
     resume = [(d / rundir.CONFIG_FILE).exists() for d in run_dirs]
     for d in run_dirs:
         d.mkdir(parents=True, exist_ok=True)
-    logs = [open(d / "train.log", "a", encoding="utf-8") for d in run_dirs]  # closed below
-    try:
+    # each trial writes its own train.log (qarl.experiment.logs); other messages go to the Ray worker's log
 
-        def log(msg: str, files: Sequence[Any] = logs) -> None:
-            for fh in files:
-                fh.write(msg + "\n")
-                fh.flush()
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
 
-        def report(config: TrialConfig) -> Callable[[dict[str, Any]], None]:
-            extra_keys = {"seed": config.seed} if len(todo) > 1 else {}
-            return lambda row: tune.report({**_metrics(row, config.loop.iterations), **extra_keys})
+    def report(config: TrialConfig) -> Callable[[dict[str, Any]], None]:
+        extra_keys = {"seed": config.seed} if len(todo) > 1 else {}
+        return lambda row: tune.report({**_metrics(row, config.loop.iterations), **extra_keys})
 
-        if len(todo) == 1:
-            run_trial(
-                configs[0],
-                run_dir=run_dirs[0],
-                resume=resume[0],
-                log=log,
-                on_iteration=report(configs[0]),
-                meta_extra=extra,
-            )
-        else:
-            from qarl.experiment.group import run_group
+    if len(todo) == 1:
+        run_trial(
+            configs[0],
+            run_dir=run_dirs[0],
+            resume=resume[0],
+            log=log,
+            on_iteration=report(configs[0]),
+            meta_extra=extra,
+        )
+    else:
+        from qarl.experiment.group import run_group
 
-            run_group(
-                configs,
-                run_dirs,
-                resume=resume,
-                log=log,
-                per_seed=[{"on_iteration": report(c), "meta_extra": {**extra, "seeds_per_trial": len(todo)}}
-                          for c in configs],
-            )  # fmt: skip
-    finally:
-        for fh in logs:
-            fh.close()
+        run_group(
+            configs,
+            run_dirs,
+            resume=resume,
+            log=log,
+            per_seed=[{"on_iteration": report(c), "meta_extra": {**extra, "seeds_per_trial": len(todo)}}
+                      for c in configs],
+        )  # fmt: skip
 
 
 def _progress_callback(labels: dict[int, str], out: Callable[[str], None], events: dict[str, dict]) -> Any:
@@ -326,8 +336,9 @@ def run_sweep(
         for g in groups
     ]  # fmt: skip
     labels = {
-        k: trials[g[0]].label if len(g) == 1 else f"{trials[g[0]].task} {trials[g[0]].method} seeds="
-        + ",".join(str(trials[i].seed) for i in g)
+        k: trials[g[0]].label
+        if len(g) == 1
+        else f"{trials[g[0]].task} {trials[g[0]].method} seeds=" + ",".join(str(trials[i].seed) for i in g)
         for k, g in enumerate(groups)
     }
     storage = experiment_dir(sweep)
@@ -340,7 +351,7 @@ def run_sweep(
         trainable = tune.with_resources(tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray())
         tuner = tune.Tuner(
             trainable,
-            param_space={"index": tune.grid_search(list(range(len(groups))))},
+            param_space=_param_space(trials, groups),
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=sweep.max_concurrent,
                 # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -88,6 +89,8 @@ class TwoPlayerTrainer:
         self.iteration = 0
         self.env_steps = 0
         self.train_episodes = 0
+        #: Called after every training episode with its length (a progress display); not part of the trainer's state.
+        self.on_episode: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ hooks for methods
     def build_players(self) -> dict[str, Player]:
@@ -245,6 +248,8 @@ class TwoPlayerTrainer:
                 self.train_episodes += 1
                 self.env_steps += length
                 returns.append(ret)
+                if self.on_episode is not None:
+                    self.on_episode(length)
             row[f"train_return_{phase}_phase"] = float(np.mean(returns))
         train_time = time.perf_counter() - t0
         row.update(self.evaluate())

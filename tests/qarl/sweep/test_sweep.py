@@ -117,6 +117,22 @@ def test_smoke_sweep_file_is_2_tasks_2_methods_2_seeds_at_smoke_scale():
     assert (len(sweep.tasks), len(sweep.methods), len(sweep.seeds), sweep.scale) == (2, 2, 2, "smoke")
 
 
+def test_tune_parameter_space_carries_task_method_and_seed(tmp_path):
+    from ray.tune.search.variant_generator import generate_variants
+
+    from qarl.sweep.launch import _param_space, group_trials
+
+    path = configs_dir() / "sweeps" / "smoke.yaml"
+    trials = plan_trials(load_sweep(path, storage=str(tmp_path)), path)
+    for groups in (group_trials(trials, 1), group_trials(trials, 2)):
+        resolved = [config for _, config in generate_variants(_param_space(trials, groups))]
+        assert [c["index"] for c in resolved] == list(range(len(groups)))
+        for c in resolved:
+            members = [trials[i] for i in groups[c["index"]]]
+            assert (c["task"], c["method"]) == (members[0].task, members[0].method)
+            assert c["seed"] == ",".join(str(t.seed) for t in members)
+
+
 def test_overrides_reach_every_trial(tmp_path):
     path = _write_sweep(tmp_path, overrides={"loop.horizon": 30, "loop": {"iterations": 4}}, checkpoint_every=2,
                         resources={"cpus": 2.5})  # fmt: skip
@@ -271,7 +287,9 @@ def test_smoke_sweep_end_to_end_on_embedded_ray(tmp_path, smoke_sweep):
     trials = plan_trials(sweep, smoke_sweep)
     for t in trials:
         files = sorted(p.name for p in t.run_dir.iterdir())
-        assert {"config.yaml", "meta.json", "progress.parquet", "eval.parquet", "checkpoints"} <= set(files), files
+        expected = {"config.yaml", "meta.json", "progress.parquet", "progress.csv", "eval.parquet", "checkpoints"}
+        assert expected | {"train.log", "tensorboard"} <= set(files), files
+        assert "iter 2/2" in (t.run_dir / "train.log").read_text()
         meta = read_meta(t.run_dir)
         assert meta["status"] == "completed" and meta["iterations_done"] == 2
         assert meta["node_id"] and meta["hostname"] and meta["worker_pid"] != os.getpid()
