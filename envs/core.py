@@ -412,7 +412,11 @@ class ZeroSumGame:
             self._data.xfrc_applied[:] = 0.0
 
     def close(self) -> None:
-        """Release resources (nothing to release for headless MuJoCo; kept for the gymnasium idiom)."""
+        """Release resources: the renderer of :meth:`render_frame`, if one was made."""
+        renderer = getattr(self, "_renderer", None)
+        if renderer is not None:
+            renderer.close()
+            self._renderer = None
 
     # ------------------------------------------------------------------ subclass hooks
     protagonist_action_space: spaces.Box
@@ -442,6 +446,26 @@ class ZeroSumGame:
 
     def _set_task_extra_state(self, state: dict[str, Any]) -> None:
         pass
+
+    # ------------------------------------------------------------------ rendering
+    def render_frame(self, width: int = 480, height: int = 360, camera: int | str | None = None) -> np.ndarray:
+        """An RGB image (height, width, 3) of the current state from ``camera`` (default: the model's first camera,
+        else MuJoCo's free camera). Needs an OpenGL backend: set ``MUJOCO_GL=egl`` (or ``osmesa``) before MuJoCo is
+        imported on a machine without a display; without one, RuntimeError says so."""
+        renderer = getattr(self, "_renderer", None)
+        if renderer is None or (renderer.width, renderer.height) != (width, height):
+            try:
+                renderer = mujoco.Renderer(self._model, height, width)
+            except Exception as exc:  # the GL backends raise several types (FatalError, AttributeError, ...)
+                raise RuntimeError(
+                    f"{self.task_id}: MuJoCo cannot render here ({type(exc).__name__}: {exc}); on a machine without a "
+                    "display set MUJOCO_GL=egl (or osmesa) before starting Python"
+                ) from None
+            self._renderer = renderer
+        if camera is None:
+            camera = 0 if self._model.ncam > 0 else -1
+        renderer.update_scene(self._data, camera=camera)
+        return renderer.render()
 
     # ------------------------------------------------------------------ state
     def save_state(self) -> dict[str, Any]:

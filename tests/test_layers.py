@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("baselines",),
     ("qarl.evaluation", "qarl.diagnostics"),
     ("qarl.experiment",),
-    ("qarl.sweep",),
+    ("qarl.sweep", "qarl.policy"),
     ("qarl.report", "qarl.bench"),
     ("qarl.cli",),
     ("qarl.__main__",),

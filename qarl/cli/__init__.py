@@ -17,14 +17,14 @@ from collections.abc import Sequence
 
 import envs
 from qarl import __version__
-from qarl.cli import bench, diagnose, games, report, sweep, train
+from qarl.cli import bench, diagnose, games, policy, report, sweep, train
 from qarl.cli.common import ArgumentParser, BadArgument, UserError
 from qarl.cli.games import DEMO_TASKS, task_rows
 
 __all__ = ["DEMO_TASKS", "UserError", "build_parser", "main", "task_rows"]
 
 #: The command families, in the order of ``qarl --help``.
-FAMILIES = (games, train, sweep, report, bench, diagnose)
+FAMILIES = (games, train, sweep, report, bench, diagnose, policy)
 
 
 def _trial_errors() -> tuple[type[Exception], ...]:

@@ -47,6 +47,7 @@ def test_views_match_the_game_and_take_the_other_player_as_a_kwarg():
     adv = gymnasium.make("qarl/dmc-cartpole-balance-adversary-v0", protagonist=lambda obs: np.zeros(1, np.float32))
     obs_p, _ = prot.reset(seed=5)
     obs_a, _ = adv.reset(seed=5)
+    np.testing.assert_array_equal(obs_a, obs_p)
     game_obs, _ = game.reset(seed=5)
     np.testing.assert_array_equal(obs_p, game_obs)
     a = np.zeros(1, dtype=np.float32)
