@@ -14,8 +14,8 @@ or, without the import, ``gymnasium.make("envs.gym_ids:qarl/dmc-cartpole-balance
 arguments of ``gymnasium.make``: ``adversary`` (protagonist view: a policy obs -> force, default None = no force),
 ``protagonist`` (adversary view: a policy obs -> action, default None = the zero action), ``horizon`` (default 1000;
 the game truncates its episodes itself, so no ``TimeLimit`` is added) and ``adversary_bound`` (default the task's).
-The reward is the protagonist's r in the protagonist view and -r in the adversary view. No render mode exists yet:
-``render_mode`` other than None is refused.
+The reward is the protagonist's r in the protagonist view and -r in the adversary view. ``render_mode="rgb_array"``
+renders through MuJoCo offscreen (set ``MUJOCO_GL=egl`` on a machine without a display).
 """
 
 from __future__ import annotations
@@ -56,22 +56,20 @@ def make_view(
     import envs
     from envs.views import AdversaryView, ProtagonistView
 
-    if render_mode is not None:
-        raise ValueError(f"{task_id}: no render mode is available yet (got render_mode={render_mode!r})")
     game = envs.make(task_id, horizon=horizon, adversary_bound=adversary_bound)
     if game.version != f"v{GAME_VERSION}":
         raise RuntimeError(f"{task_id}: the game is {game.version}, its gymnasium ids say v{GAME_VERSION}")
     if view == "protagonist":
         if protagonist is not None:
             raise TypeError("protagonist= is for the adversary view; the protagonist view takes adversary=")
-        return ProtagonistView(game, adversary)
+        return ProtagonistView(game, adversary, render_mode=render_mode)
     if view == "adversary":
         if adversary is not None:
             raise TypeError("adversary= is for the protagonist view; the adversary view takes protagonist=")
         if protagonist is None:
             zero = np.zeros(game.protagonist_action_space.shape, dtype=np.float32)
             protagonist = lambda obs: zero  # noqa: E731 - the zero action
-        return AdversaryView(game, protagonist)
+        return AdversaryView(game, protagonist, render_mode=render_mode)
     raise ValueError(f"view must be one of {list(VIEWS)}, got {view!r}")
 
 

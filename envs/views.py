@@ -20,14 +20,23 @@ Policy = Callable[[np.ndarray], Any]
 
 
 class _GameView(gymnasium.Env):
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, game: ZeroSumGame) -> None:
+    def __init__(self, game: ZeroSumGame, render_mode: str | None = None) -> None:
         if not isinstance(game, ZeroSumGame):
             raise TypeError(f"expected a ZeroSumGame (from envs.make), got {type(game).__name__}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.game = game
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": max(1, round(1.0 / game.dt))}
         self.observation_space = game.observation_space
         self._obs: np.ndarray | None = None
+
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: an RGB frame of the current state (``ZeroSumGame.render_frame``; needs
+        an OpenGL backend, e.g. ``MUJOCO_GL=egl``)."""
+        return self.game.render_frame() if self.render_mode == "rgb_array" else None
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -43,8 +52,8 @@ class _GameView(gymnasium.Env):
 class ProtagonistView(_GameView):
     """The game from the protagonist's side: reward ``r``; the adversary is a fixed policy (or zero force)."""
 
-    def __init__(self, game: ZeroSumGame, adversary: Policy | None = None) -> None:
-        super().__init__(game)
+    def __init__(self, game: ZeroSumGame, adversary: Policy | None = None, render_mode: str | None = None) -> None:
+        super().__init__(game, render_mode)
         self.action_space = game.protagonist_action_space
         self.adversary = adversary
 
@@ -63,8 +72,8 @@ class ProtagonistView(_GameView):
 class AdversaryView(_GameView):
     """The game from the adversary's side: reward ``-r``; the protagonist is a fixed policy."""
 
-    def __init__(self, game: ZeroSumGame, protagonist: Policy) -> None:
-        super().__init__(game)
+    def __init__(self, game: ZeroSumGame, protagonist: Policy, render_mode: str | None = None) -> None:
+        super().__init__(game, render_mode)
         if not callable(protagonist):
             raise TypeError("AdversaryView needs the protagonist as a callable obs -> action")
         self.action_space = game.adversary_action_space

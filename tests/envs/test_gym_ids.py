@@ -67,11 +67,41 @@ def test_vector_env_and_module_prefixed_id():
 
 
 def test_bad_arguments_get_clear_errors():
-    with pytest.raises(ValueError, match="no render mode"):
-        gymnasium.make("qarl/dmc-cartpole-balance-protagonist-v0", render_mode="rgb_array")
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array'"):
+        gymnasium.make("qarl/dmc-cartpole-balance-protagonist-v0", render_mode="human")
     with pytest.raises(TypeError, match="protagonist view takes adversary="):
         gymnasium.make("qarl/dmc-cartpole-balance-protagonist-v0", protagonist=lambda o: 0)
     with pytest.raises(ValueError, match="view must be one of"):
         gym_ids.gym_id("dmc/cartpole-balance", "referee")
     with pytest.raises(envs.UnknownTaskError):
         gym_ids.gym_id("dmc/cartpole-balence", "protagonist")
+
+
+def test_rgb_array_rendering_in_a_fresh_process():
+    """MuJoCo picks its GL backend at import, hence a subprocess with MUJOCO_GL=egl; where no backend works, the
+    game's error names the fix."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import gymnasium, envs.gym_ids\n"
+        "env = gymnasium.make('qarl/dmc-cartpole-balance-protagonist-v0', render_mode='rgb_array')\n"
+        "env.reset(seed=0)\n"
+        "try:\n"
+        "    frame = env.render()\n"
+        "except RuntimeError as exc:\n"
+        "    print('NO-GL', exc)\n"
+        "else:\n"
+        "    print('FRAME', frame.shape, frame.dtype, int(frame.std() > 0))\n"
+        "env.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "FRAME (360, 480, 3) uint8 1" in proc.stdout or ("NO-GL" in proc.stdout and "MUJOCO_GL" in proc.stdout)
