@@ -205,6 +205,7 @@ def load_evals(
             "path": str(run_dir),
             "versions": dict(meta.get("versions") or {}),
             "task_version": None,
+            "adversary_bound": (config.get("loop") or {}).get("adversary_bound"),
         }
         records.append(record)
         if status != "completed":
@@ -216,8 +217,7 @@ def load_evals(
         if key in seen_runs:
             # Averaging both would count one seed twice (e.g. the same run copied into two experiments).
             raise LeaderboardError(
-                f"{eval_file}: task {key[0]} method {key[1]} seed {key[2]} also in "
-                f"{seen_runs[key] / rundir.EVAL_FILE}"
+                f"{eval_file}: task {key[0]} method {key[1]} seed {key[2]} also in {seen_runs[key] / rundir.EVAL_FILE}"
             )
         seen_runs[key] = run_dir
         record["task_version"] = ",".join(sorted(map(str, df["task_version"].unique())))
@@ -613,35 +613,220 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
     return "\n".join(md)
 
 
-def _html(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str) -> str:
-    mode = tables["settings"].iloc[0]["policy_mode"]
-    runs = pd.DataFrame(
-        [{k: r[k] for k in ("task", "method", "seed", "status", "failure_reason", "scale", "path")} for r in records]
-    )
+_PAGE_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1d; max-width: 1360px;
+       margin: 16px auto; padding: 0 12px; font-size: 14px; line-height: 1.4; }
+h1 { font-size: 24px; margin: 4px 0 8px; } h2 { font-size: 19px; margin: 22px 0 4px; }
+p.meta { color: #555; margin: 2px 0 6px; }
+table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
+th, td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: right; white-space: nowrap; }
+th { white-space: normal; max-width: 110px; vertical-align: bottom; } .ci { color: #666; font-size: 11px; }
+th { background: #eef1f5; cursor: pointer; user-select: none; position: relative; }
+th.sorted-asc::after { content: " \\25B2"; font-size: 10px; }
+th.sorted-desc::after { content: " \\25BC"; font-size: 10px; }
+td.l, th.l { text-align: left; } tr:nth-child(even) td { background: #fafafa; }
+td.best { font-weight: 600; } .na { color: #999; } .warn { color: #a40000; font-weight: 600; }
+img.heatmap { max-width: 100%; border: 1px solid #e0e0e0; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; } dt { font-weight: 600; } dd { margin: 0; }
+details { margin: 8px 0; } code { font-size: 12px; }
+"""
+
+_PAGE_SCRIPT = """
+function sortTable(table, col, dir) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  const key = r => { const c = r.cells[col]; const v = c.dataset.v;
+                     return v === undefined ? c.textContent.trim().toLowerCase() : (v === "" ? NaN : parseFloat(v)); };
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    if (typeof x === "number" || typeof y === "number") {
+      if (isNaN(x) && isNaN(y)) return 0; if (isNaN(x)) return 1; if (isNaN(y)) return -1;
+      return dir === "asc" ? x - y : y - x; }
+    return dir === "asc" ? x.localeCompare(y) : y.localeCompare(x); });
+  rows.forEach(r => body.appendChild(r));
+  Array.from(table.tHead.rows[0].cells).forEach((h, i) => {
+    h.classList.remove("sorted-asc", "sorted-desc"); if (i === col) h.classList.add("sorted-" + dir); });
+}
+document.querySelectorAll("table.sortable").forEach(table => {
+  Array.from(table.tHead.rows[0].cells).forEach((h, i) => h.addEventListener("click", () => {
+    sortTable(table, i, h.classList.contains("sorted-desc") ? "asc" : "desc"); }));
+});
+// #sort=<table id>:<column index>:<asc|desc> sorts on load (links, and headless checks)
+const m = decodeURIComponent(location.hash).match(/^#sort=([^:]+):(\\d+):(asc|desc)$/);
+if (m && document.getElementById(m[1])) sortTable(document.getElementById(m[1]), parseInt(m[2]), m[3]);
+"""
+
+
+def _cell(text: str, value: Any = None, left: bool = False, css: str = "") -> str:
+    """A table cell; ``value`` (a number, or NaN) is what the column sorts by. An ``IQM [low, high]`` text shows its
+    interval on a second, smaller line."""
+    classes = " ".join(c for c in ("l" if left else "", css, "na" if text == "n/a" else "") if c)
+    attr = f' class="{classes}"' if classes else ""
+    if value is not None:
+        v = "" if pd.isna(value) else repr(float(value))
+        attr += f' data-v="{v}"'
+    point, sep, interval = text.partition(" [")
+    body = html.escape(point) + (f'<br><span class="ci">[{html.escape(interval)}</span>' if sep else "")
+    return f"<td{attr}>{body}</td>"
+
+
+def _png_data_uri(path: Path) -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _definitions(ref: str, base: str, level: float, n_boot: int) -> list[tuple[str, str]]:
+    return [
+        ("rank", "rank of the method on the task by grid-mean IQM (1 = best; ties share the best rank)"),
+        ("seeds", "completed runs with evaluation episodes of this policy mode (the task's line above lists them)"),
+        ("scale", "the budget preset the runs were trained at (configs/scales.yaml), on the task's line"),
+        ("nominal", "mean return of the seed's episodes at nominal physics with zero force"),
+        ("worst case", "mean return against a freshly trained worst-case adversary (the evaluation's own SAC)"),
+        ("grid mean", "mean return over the whole grid of physics parameters (zero force)"),
+        ("grid worst cell", "the lowest grid cell's mean return"),
+        ("grid bottom 10%", "the mean of the lowest 10% of grid cell means (at least one cell)"),
+        ("IQM [low, high]", f"interquartile mean over seeds with its {level:.0%} percentile bootstrap interval "
+                            f"({n_boot} resamples of the seeds); no interval with fewer than 2 seeds"),
+        (f"perf. / robust. vs {ref}", f"% change of the nominal / grid-mean IQM against {ref} on the same task, "
+                                      "100 (m - m_ref) / |m_ref|"),
+        (f"P(> {base})", f"probability that a seed's grid mean beats one of {base} (ties count half), with its "
+                         "bootstrap interval"),
+        ("not completed", "runs that failed, stopped or are still running: listed below, never averaged"),
+    ]  # fmt: skip
+
+
+def _html(
+    tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str, out: Path, pngs: list[Path]
+) -> str:
+    """One self-contained page: per task a sortable table with IQM [low, high] cells and a rank column, the
+    heatmap embedded, the overall ranking, the definitions and the runs that did not complete (relative paths)."""
+    settings = tables["settings"].iloc[0]
+    main = tables["main"]
+    ref, base, mode = settings["reference"], settings["baseline"], settings["policy_mode"]
+    esc = html.escape
     parts = [
         "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8"><title>Leaderboard</title></head><body>',
+        '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">',
+        f"<title>Leaderboard</title><style>{_PAGE_STYLE}</style></head><body>",
         "<h1>Leaderboard</h1>",
-        f"<p>Made by: <code>{html.escape(command or '(command not recorded)')}</code></p>",
-        f"<p>Policy mode: <b>{html.escape(str(mode))}</b>. IQM with 95% percentile bootstrap intervals over seeds.</p>",
+        f'<p class="meta">Made by <code>{esc(command or "(command not recorded)")}</code>. Policy mode '
+        f"<b>{esc(str(mode))}</b>; scores are IQMs over seeds with {settings['confidence_level']:.0%} bootstrap "
+        "intervals. Click a column header to sort. Definitions at the end.</p>",
     ]
-    for title, df in (
-        ("Per task and method", tables["main"]),
-        ("Overall ranking", tables["ranking"]),
-        ("Per seed", tables["per_seed"]),
-        ("Settings", tables["settings"]),
-        ("Runs", runs),
-    ):
-        parts += [f"<h2>{title}</h2>", df.to_html(index=False, na_rep="n/a", float_format=lambda v: f"{v:.4g}")]
-    parts.append("</body></html>")
+    header = ["rank", "method", "seeds", *[METRIC_LABELS[m] for m in METRICS]]
+    header += [f"perf. vs {ref}", f"robust. vs {ref}", f"P(> {base})", "not completed"]
+    left = {"method"}
+    for k, (task, block) in enumerate(main.groupby("task", sort=True)):
+        runs = [r for r in records if str(r["task"]) == task and r["status"] == "completed"]
+        scales = sorted({str(r["scale"]) for r in runs if r["scale"] is not None})
+        bounds = sorted({str(r["adversary_bound"]) for r in runs if r.get("adversary_bound") is not None})
+        seeds_all = sorted({int(r["seed"]) for r in runs})
+        versions = sorted({str(r["task_version"]) for r in records if r["task"] == task and r["task_version"]})
+        parts.append(f'<h2 id="task-{k}">{esc(task)}{" (" + esc(", ".join(versions)) + ")" if versions else ""}</h2>')
+        parts.append(
+            f'<p class="meta">Scale {esc(", ".join(scales) or "n/a")}; '
+            f"seeds {esc(', '.join(map(str, seeds_all)) or 'none')}"
+            + (f"; adversary bound {esc(', '.join(bounds))} N" if bounds else "; adversary bound: the task's default")
+            + ('; <span class="warn">runs of different scales are compared here</span>' if len(scales) > 1 else "")
+            + "</p>"
+        )
+        ranks = block["grid_mean_iqm"].rank(ascending=False, method="min")
+        best = block["grid_mean_iqm"].max()
+        parts.append(f'<table class="sortable" id="table-{k}"><thead><tr>')
+        parts.append("".join(f'<th class="l">{esc(h)}</th>' if h in left else f"<th>{esc(h)}</th>" for h in header))
+        parts.append("</tr></thead><tbody>")
+        for i, row in block.iterrows():
+            cells = [
+                _cell(_num(ranks[i], ".0f"), ranks[i]),
+                _cell(str(row["method"]), left=True),
+                _cell(str(row["n_seeds"]), row["n_seeds"]),
+            ]
+            for m in METRICS:
+                css = "best" if m == "grid_mean" and pd.notna(best) and row[f"{m}_iqm"] == best else ""
+                cells.append(_cell(_interval(row, m), row[f"{m}_iqm"], css=css))
+            cells += [
+                _cell(_pct(row["performance_pct"]), row["performance_pct"]),
+                _cell(_pct(row["robustness_pct"]), row["robustness_pct"]),
+                _cell(_interval(row, "poi", ".2f"), row["poi"]),
+                _cell(str(row["n_not_completed"]), row["n_not_completed"]),
+            ]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table>")
+        png = next((p for p in pngs if p.name == _heatmap_name(task)), None)
+        if png is not None:
+            parts.append(f'<img class="heatmap" alt="{esc(task)} grid heatmap" src="{_png_data_uri(png)}">')
+
+    ranking = tables["ranking"]
+    parts += [
+        "<h2>Overall ranking</h2>",
+        '<p class="meta">Per task, each method\'s IQM is min-max normalised across the methods present (all equal: '
+        "0.5); the scores are the means over tasks (1 = best on every task).</p>",
+        '<table class="sortable" id="table-ranking"><thead><tr><th>rank (robustness)</th><th class="l">method</th>'
+        "<th>tasks</th><th>robustness score (grid mean)</th><th>performance score (nominal)</th>"
+        "<th>rank (performance)</th></tr></thead><tbody>",
+    ]
+    for _, row in ranking.iterrows():
+        parts.append(
+            "<tr>"
+            + _cell(_num(row["rank_robustness"], ".0f"), row["rank_robustness"])
+            + _cell(str(row["method"]), left=True)
+            + _cell(str(row["n_tasks"]), row["n_tasks"])
+            + _cell(_num(row["robustness_score"], ".3f"), row["robustness_score"])
+            + _cell(_num(row["performance_score"], ".3f"), row["performance_score"])
+            + _cell(_num(row["rank_performance"], ".0f"), row["rank_performance"])
+            + "</tr>"
+        )
+    parts.append("</tbody></table>")
+
+    parts += ["<h2>Definitions</h2>", "<dl>"]
+    for term, text in _definitions(ref, base, float(settings["confidence_level"]), int(settings["n_boot"])):
+        parts.append(f"<dt>{esc(term)}</dt><dd>{esc(text)}</dd>")
+    parts.append("</dl>")
+
+    completed = [r for r in records if r["status"] == "completed"]
+    not_completed = sorted(
+        (r for r in records if r["status"] != "completed"),
+        key=lambda r: (str(r["task"]), str(r["method"]), str(r["seed"])),
+    )
+    parts += [f'<h2>Runs</h2><p class="meta">{len(completed)} completed runs of {len(records)}.</p>']
+    parts.append("<p>Package versions: " + esc("; ".join(line[2:] for line in _versions_lines(records))) + "</p>")
+    if not_completed:
+        parts.append(
+            '<table class="sortable" id="table-failed"><thead><tr><th class="l">task</th><th class="l">method</th>'
+            '<th>seed</th><th class="l">status</th><th class="l">reason</th><th class="l">path</th></tr></thead><tbody>'
+        )
+        for r in not_completed:
+            parts.append(
+                "<tr>"
+                + _cell(str(r["task"]), left=True)
+                + _cell(str(r["method"]), left=True)
+                + _cell(str(r["seed"]), r["seed"] if isinstance(r["seed"], int) else None)
+                + _cell(str(r["status"]), left=True)
+                + _cell(str(r["failure_reason"] or "-"), left=True)
+                + _cell(_relative(r["path"], out), left=True)
+                + "</tr>"
+            )
+        parts.append("</tbody></table>")
+    else:
+        parts.append("<p>Failed or incomplete runs: none.</p>")
+    parts.append(f"<script>{_PAGE_SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _relative(path: str, out: Path) -> str:
+    """``path`` relative to the page's folder (so the page moves with the results)."""
+    try:
+        return os.path.relpath(path, out)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 def write_leaderboard(
     tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], out: str | os.PathLike, command: str
 ) -> list[Path]:
     """Write into ``out``: ``leaderboard.md``, ``leaderboard.csv`` (``tables['main']``, one row per task x method),
-    ``leaderboard.html`` (the tables, plain) and ``heatmap_<task>.png`` for every task with grid rows (``/`` in the
+    ``leaderboard.html`` (one self-contained page: sortable tables, heatmaps embedded, definitions) and
+    ``heatmap_<task>.png`` for every task with grid rows (``/`` in the
     task id becomes ``_``). Returns the paths written (Markdown, CSV, HTML, then the heatmaps)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -654,7 +839,7 @@ def write_leaderboard(
     md, csv, page = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html"
     md.write_text(_markdown(tables, records, command, pngs), encoding="utf-8")
     tables["main"].to_csv(csv, index=False)
-    page.write_text(_html(tables, records, command), encoding="utf-8")
+    page.write_text(_html(tables, records, command, out, pngs), encoding="utf-8")
     return [md, csv, page, *pngs]
 
 

@@ -349,3 +349,48 @@ def test_main_leaderboard(suite: dict[str, Any], tmp_path: Path) -> None:
     assert (tmp_path / "board" / "leaderboard.csv") in paths
     with pytest.raises(LeaderboardError, match="no run directories"):
         main_leaderboard([tmp_path / "board"], tmp_path / "other")
+
+
+def test_html_page_is_self_contained_and_readable(suite: dict[str, Any], tmp_path: Path) -> None:
+    import re
+
+    write_leaderboard(suite["tables"], suite["records"], tmp_path / "board", "qarl leaderboard runs/ --out board")
+    page = (tmp_path / "board" / "leaderboard.html").read_text()
+    # nothing fetched from elsewhere: the heatmaps are embedded, no external script, style or image
+    assert not re.search(r'(src|href)="(?!data:)', page) and page.count('src="data:image/png;base64,') == 2
+    assert page.count('<table class="sortable" id="table-') == 2 + 2  # two tasks, the ranking, the failed runs
+    assert "<th>rank</th>" in page and "function sortTable" in page
+    assert re.search(r'data-v="3\.0"[^>]*>3\.0<br><span class="ci">\[', page)  # IQM [low, high] in one cell
+    for term in ("rank", "grid bottom 10%", "IQM [low, high]", "P(&gt; rarl)", "not completed"):
+        assert f"<dt>{term}</dt>" in page
+    assert "non-finite loss: critic nan" in page and ">None<" not in page
+    assert str(tmp_path) not in page  # run paths are relative to the page's folder
+    assert "_low" not in page and "_high" not in page and "snake" not in page
+
+
+@pytest.mark.slow
+def test_html_page_sorts_and_renders_in_headless_chromium(suite: dict[str, Any], tmp_path: Path) -> None:
+    """A real browser (Debian's chromium): the page's sort (applied from the URL's #sort=..., the click handler's
+    function) reorders the rows, and a 1400 px wide screenshot is drawn."""
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    write_leaderboard(suite["tables"], suite["records"], tmp_path, "qarl leaderboard runs/ --out board")
+    url = (tmp_path / "leaderboard.html").as_uri() + "#sort=table-0:1:asc"  # the first task by method name
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    table = dom[dom.index('id="table-0"') :]
+    table = table[: table.index("</table>")]
+    methods = re.findall(r'<tr><td data-v="[^"]*">[^<]*</td><td class="l">([^<]+)</td>', table)
+    assert methods == sorted(methods) and len(methods) >= 2, methods
+    assert 'class="l sorted-asc"' in table
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(shot)
+    assert image.shape[:2] == (1000, 1400) and image.std() > 0
