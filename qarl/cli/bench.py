@@ -71,13 +71,23 @@ def _task_and_schedule(b: argparse.ArgumentParser, task: str, rounds: str) -> No
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks that print side-by-side ratios")
+    p = sub.add_parser(
+        "bench", help="benchmarks that print side-by-side ratios", epilog="example: qarl bench update"
+    )
     bench = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    b = bench.add_parser("loop", help="two-player loop vs plain stable-baselines3 SAC: env steps/s and time per update")
+    b = bench.add_parser(
+        "loop",
+        help="two-player loop vs plain stable-baselines3 SAC: env steps/s and time per update",
+        epilog="example: qarl bench loop",
+    )
     _task_and_schedule(b, "dmc/cartpole-balance", "per path")
     b.add_argument("--steps", type=AtLeast(1000), default=6000, help="env steps per round, a multiple of 1000 (6000)")
     b.set_defaults(func=cmd_bench_loop)
-    b = bench.add_parser("grid", help="batched grid evaluation vs a naive predict loop: episodes/s and speedup")
+    b = bench.add_parser(
+        "grid",
+        help="batched grid evaluation vs a naive predict loop: episodes/s and speedup",
+        epilog="example: qarl bench grid",
+    )
     b.add_argument(
         "--tasks", nargs="+", type=task_id, default=["dmc/cheetah-run", "gym/HalfCheetah-v5"], help="task ids"
     )
@@ -85,22 +95,38 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--points", type=AtLeast(2), default=11, help="grid points per axis (default 11)")
     b.add_argument("--rounds", type=AtLeast(1), default=3, help="alternating rounds; medians compared (default 3)")
     b.set_defaults(func=cmd_bench_grid)
-    b = bench.add_parser("update", help="SAC updates/s (SB3 vs the fast update) against the matmul limit, one core")
+    b = bench.add_parser(
+        "update",
+        help="SAC updates/s (SB3 vs the fast update) against the matmul limit, one core",
+        epilog="example: qarl bench update",
+    )
     b.add_argument("--rounds", type=AtLeast(1), default=5, help="alternating rounds (default 5)")
     b.add_argument("--updates", type=AtLeast(1), default=60, help="updates per learner and round (default 60)")
     b.set_defaults(func=cmd_bench_update)
-    b = bench.add_parser("trial", help="env steps/s of a short QARL trial, fast vs SB3 update; paper-scale projection")
+    b = bench.add_parser(
+        "trial",
+        help="env steps/s of a short QARL trial, fast vs SB3 update; paper-scale projection",
+        epilog="example: qarl bench trial",
+    )
     _task_and_schedule(b, "dmc/cheetah-run", "per learner")
     b.add_argument("--episodes", type=AtLeast(1), default=2, help="episodes per phase, 1000 steps each (default 2)")
     b.set_defaults(func=cmd_bench_trial)
-    b = bench.add_parser("sweep", help="Ray sweep scaling: env steps/s of 1 vs 2 concurrent trials, start-up cost")
+    b = bench.add_parser(
+        "sweep",
+        help="Ray sweep scaling: env steps/s of 1 vs 2 concurrent trials, start-up cost",
+        epilog="example: qarl bench sweep --out my-benchmarks/sweep.md",
+    )
     b.add_argument("--task", type=task_id, default="dmc/cartpole-balance", help="task id (default %(default)s)")
     add_method_argument(b, default="sac", help="method (default sac)")
     b.add_argument("--iterations", type=AtLeast(1), default=3, help="iterations per trial (default 3)")
     b.add_argument("--horizon", type=AtLeast(1), default=200, help="episode length (default 200)")
-    b.add_argument("--out", default="results/benchmarks/sweep.md", help="Markdown report (default %(default)s)")
+    b.add_argument("--out", default="benchmarks/sweep.md", help="Markdown report (default %(default)s)")
     b.set_defaults(func=cmd_bench_sweep)
-    b = bench.add_parser("group", help="total SAC updates/s of K seeds' models updated together vs one model's")
+    b = bench.add_parser(
+        "group",
+        help="total SAC updates/s of K seeds' models updated together vs one model's",
+        epilog="example: qarl bench group",
+    )
     b.add_argument("--k", type=AtLeast(1), nargs="+", default=[1, 4, 8], help="group sizes (default 1 4 8)")
     b.add_argument("--rounds", type=AtLeast(1), default=5, help="alternating rounds (default 5)")
     b.add_argument("--updates", type=AtLeast(1), default=20, help="steps per learner and round (default 20)")

@@ -52,7 +52,11 @@ def cmd_diagnose_overhead(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="realizability and Bellman-completeness diagnostics")
+    p = sub.add_parser(
+        "diagnose",
+        help="realizability and Bellman-completeness diagnostics",
+        epilog="example: qarl diagnose runs/default/dmc/cartpole-balance/qarl/seed=0",
+    )
     diag = p.add_subparsers(dest="diagnose_command", metavar="WHAT", required=True)
     d = diag.add_parser(
         "run",
@@ -62,15 +66,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("run_dir", metavar="RUN_DIR", help="a trial's run directory (finished or running)")
     d.add_argument("--out", default=None, help="folder for diagnosis.{png,md,csv} (default RUN_DIR/diagnosis)")
     d.set_defaults(func=cmd_diagnose_run)
-    d = diag.add_parser("testbed", help="exact and sample-based diagnostics on MDPs of controllable incompleteness")
+    d = diag.add_parser(
+        "testbed",
+        help="exact and sample-based diagnostics on MDPs of controllable incompleteness",
+        epilog="example: qarl diagnose testbed --lams 0 0.5 1 --n 5000 --seeds 0 1 --out testbed",
+    )
     d.add_argument("--lams", type=float, nargs="+", default=[0, 0.1, 0.2, 0.5, 1.0], help="mixing weights lam")
     d.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="dataset sizes")
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="MDP seeds")
     d.add_argument("--gamma", type=float, default=0.9, help="discount (default 0.9)")
     d.add_argument("--datasets", type=AtLeast(1), default=50, help="sampled datasets per (lam, seed, n) (default 50)")
-    d.add_argument("--out", default="results/diagnostics/testbed", help="folder for testbed.{csv,md,png}")
+    d.add_argument("--out", default="testbed", help="folder for testbed.{csv,md,png} (default ./testbed)")
     d.set_defaults(func=cmd_diagnose_testbed)
-    d = diag.add_parser("overhead", help="time of the neural critic diagnostics next to training, side by side")
+    d = diag.add_parser(
+        "overhead",
+        help="time of the neural critic diagnostics next to training, side by side",
+        epilog="example: qarl diagnose overhead --task dmc/cartpole-balance --method qarl --scale small",
+    )
     d.add_argument("--task", type=task_id, default="dmc/cheetah-run", help="task id (default dmc/cheetah-run)")
     add_method_argument(d, default="qarl", help="method name (default qarl)")
     d.add_argument("--scale", choices=SCALES, default="small", help="budget preset (default small)")

@@ -115,12 +115,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tasks", help="list the registered games with their dimensions, forces and parameters")
+    p = sub.add_parser(
+        "tasks",
+        help="list the registered games with their dimensions, forces and parameters",
+        epilog="example: qarl tasks",
+    )
     p.add_argument("--family", choices=["gym", "dmc"], help="only this family")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("demo", help="play random protagonist vs random adversary on a few tasks")
+    p = sub.add_parser(
+        "demo", help="play random protagonist vs random adversary on a few tasks", epilog="example: qarl demo"
+    )
     p.add_argument(
         "--tasks", nargs="+", type=task_id, default=list(DEMO_TASKS), metavar="TASK", help="task ids (see `qarl tasks`)"
     )

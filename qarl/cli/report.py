@@ -52,15 +52,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="run (or reuse) the sweep behind a paper figure or table and draw it")
+    p = sub.add_parser(
+        "reproduce",
+        help="run (or reuse) the sweep behind a paper figure or table and draw it",
+        epilog="example: qarl reproduce qarl-table1 --scale smoke --out quickstart",
+    )
     p.add_argument("figure", nargs="?", metavar="FIGURE", help="figure name (see --list)")
     p.add_argument("--list", action="store_true", help="list the figures with their sweeps and estimated cost")
     p.add_argument("--scale", choices=SCALES, default="smoke", help="budget (default smoke)")
     p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
-    p.add_argument("--out", default="results/figures", help="folder of runs and figures (default %(default)s)")
+    p.add_argument("--out", default="reproduced", help="folder of runs and figures (default ./%(default)s)")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("curves", help="plot learning curves of run directories (PNG + Markdown table)")
+    p = sub.add_parser(
+        "curves",
+        help="plot learning curves of run directories (PNG + Markdown table)",
+        epilog="example: qarl curves runs/default --out curves",
+    )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="folder for curves.png and curves.md")
     p.add_argument(
@@ -70,11 +78,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="figure and page title")
     p.set_defaults(func=cmd_curves)
 
-    p = sub.add_parser("leaderboard", help="leaderboard tables and heatmaps from run directories' eval.parquet")
+    p = sub.add_parser(
+        "leaderboard",
+        help="leaderboard tables and heatmaps from run directories' eval.parquet",
+        epilog="example: qarl leaderboard runs/my-sweep --out board",
+    )
     p.add_argument(
         "results", nargs="*", default=["runs"], metavar="RESULTS_DIR", help="folders to search (default runs)"
     )
-    p.add_argument("--out", default="results", help="output folder (default results/)")
-    p.add_argument("--policy-mode", choices=["deterministic", "stochastic"], default="stochastic")
+    p.add_argument("--out", default="leaderboard", help="output folder (default ./leaderboard)")
+    p.add_argument(
+        "--policy-mode",
+        choices=["deterministic", "stochastic"],
+        default=None,
+        help="episodes of this policy mode (default: stochastic where the runs have it, else their one mode)",
+    )
     p.add_argument("--allow-mixed", action="store_true", help="accept runs with differing package or task versions")
     p.set_defaults(func=cmd_leaderboard)

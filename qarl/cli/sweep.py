@@ -28,7 +28,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a sweep file's trials (tasks x methods x seeds) on Ray Tune")
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep file's trials (tasks x methods x seeds) on Ray Tune",
+        epilog="example: qarl sweep configs/sweeps/smoke.yaml --dry-run",
+    )
     p.add_argument("config", metavar="CONFIG", help="sweep file, e.g. configs/sweeps/smoke.yaml")
     p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; completed trials are skipped")

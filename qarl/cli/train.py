@@ -126,7 +126,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one trial (task, method, seed) into its run directory")
+    p = sub.add_parser(
+        "train",
+        help="train one trial (task, method, seed) into its run directory",
+        epilog="example: qarl train --task dmc/cartpole-balance --method rarl --seed 0 --scale small",
+    )
     p.add_argument("--task", required=True, type=task_id, help="task id (see `qarl tasks`)")
     add_method_argument(p, required=True, help="method name (see `qarl methods`)")
     p.add_argument("--seed", type=AtLeast(0), default=None, help="trial seed (default 0)")
@@ -147,7 +151,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="robustness evaluation of a trained run directory (writes eval.parquet)")
+    p = sub.add_parser(
+        "evaluate",
+        help="robustness evaluation of a trained run directory (writes eval.parquet)",
+        epilog="example: qarl evaluate runs/default/dmc/cartpole-balance/rarl/seed=0",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, help="K: episodes per grid cell and sweep point")
     p.add_argument("--nominal-episodes", type=int, help="episodes of the nominal, adversary and disturbance metrics")
@@ -157,8 +165,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing eval.parquet")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("methods", help="list the registered methods", description="List the registered methods.")
+    p = sub.add_parser(
+        "methods",
+        help="list the registered methods",
+        description="List the registered methods.",
+        epilog="example: qarl methods",
+    )
     p.set_defaults(func=cmd_methods)
     # the old name of `qarl methods`, still accepted; without a help= it is not listed in `qarl --help`
-    p = sub.add_parser("algos", description="List the registered methods (the old name of `qarl methods`).")
+    p = sub.add_parser(
+        "algos",
+        description="List the registered methods (the old name of `qarl methods`).",
+        epilog="example: qarl algos",
+    )
     p.set_defaults(func=cmd_methods)

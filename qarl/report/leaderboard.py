@@ -523,7 +523,9 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
         "",
         f"    {command or '(command not recorded)'}",
         "",
-        f"Policy mode: **{mode}** (only evaluation episodes with this policy mode are used). "
+        f"Policy mode: **{mode}** (only evaluation episodes with this policy mode are used"
+        + (f"; {settings['note']}" if settings.get("note") else "")
+        + "). "
         f"Scores per seed are mean episode returns; across seeds the IQM (interquartile mean) with a "
         f"{settings['confidence_level']:.0%} percentile bootstrap interval over seeds ({settings['n_boot']} resamples, "
         f"seed {settings['seed']}), shown as IQM [low, high]; no interval with fewer than 2 seeds.",
@@ -710,7 +712,8 @@ def _html(
         f"<title>Leaderboard</title><style>{_PAGE_STYLE}</style></head><body>",
         "<h1>Leaderboard</h1>",
         f'<p class="meta">Made by <code>{esc(command or "(command not recorded)")}</code>. Policy mode '
-        f"<b>{esc(str(mode))}</b>; scores are IQMs over seeds with {settings['confidence_level']:.0%} bootstrap "
+        f"<b>{esc(str(mode))}</b>{' (' + esc(str(settings['note'])) + ')' if settings.get('note') else ''}; "
+        f"scores are IQMs over seeds with {settings['confidence_level']:.0%} bootstrap "
         "intervals. Click a column header to sort. Definitions at the end.</p>",
     ]
     header = ["rank", "method", "seeds", *[METRIC_LABELS[m] for m in METRICS]]
@@ -847,10 +850,12 @@ def main_leaderboard(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     allow_mixed: bool = False,
-    policy_mode: str = "stochastic",
+    policy_mode: str | None = None,
     command: str = "",
 ) -> list[Path]:
     """Find the runs under ``paths``, load, check and aggregate them, and write the leaderboard into ``out``.
+    ``policy_mode`` None: the stochastic policy's episodes where the runs have them, else those of the one mode they
+    have (said so in the outputs).
     Raises ``LeaderboardError`` when no run is found (and for the input errors of ``load_evals``)."""
     run_dirs = find_runs(paths)
     if not run_dirs:
@@ -858,5 +863,12 @@ def main_leaderboard(
             f"no run directories (with eval.parquet or meta.json) under {', '.join(map(str, paths))}"
         )
     evals, records = load_evals(run_dirs, allow_mixed=allow_mixed)
+    note = ""
+    if policy_mode is None:  # the stochastic policy where the runs have it, else the one mode they have
+        modes = sorted(map(str, evals["policy_mode"].unique())) if len(evals) else []
+        policy_mode = "stochastic" if "stochastic" in modes or not modes else modes[0]
+        if modes and "stochastic" not in modes:
+            note = f"the runs have no stochastic-policy episodes, so the {policy_mode} ones are used"
     tables = compute_leaderboard(evals, records, policy_mode=policy_mode)
+    tables["settings"]["note"] = note
     return write_leaderboard(tables, records, out, command)

@@ -238,7 +238,7 @@ def list_figures() -> str:
 def reproduce(
     name: str,
     scale: str,
-    out: str | os.PathLike = "results/figures",
+    out: str | os.PathLike = "reproduced",
     *,
     address: str | None = None,
     log: Callable[[str], None] = print,

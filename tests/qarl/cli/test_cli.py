@@ -278,3 +278,30 @@ def test_a_count_below_its_minimum_is_a_one_line_error(path, option, minimum, ca
     assert err == f"qarl {path[0]}: error: {option} must be at least {minimum}, got {minimum - 1}"
     assert main([*path, option, "three"]) == 2
     assert capsys.readouterr().err.strip() == f"qarl {path[0]}: error: {option} must be an integer, got 'three'"
+
+
+def _subparsers(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subparsers(sub, (*prefix, name))
+
+
+def test_every_help_has_an_example_that_parses():
+    import shlex
+
+    from qarl.cli import build_parser
+    from qarl.cli.diagnose import with_run_subcommand
+
+    parser = build_parser()
+    commands = list(_subparsers(parser))
+    assert len(commands) >= 20
+    for path, sub in commands:
+        assert sub.epilog and sub.epilog.startswith("example: qarl "), f"qarl {' '.join(path)} --help has no example"
+        argv = shlex.split(sub.epilog.removeprefix("example: qarl "))
+        assert argv[: len(path)] == list(path) or path[0] == "diagnose", (path, argv)
+        args = build_parser().parse_args(with_run_subcommand(argv))  # the example is a valid command line
+        assert callable(getattr(args, "func", None)) or path in (("bench",), ("diagnose",)), path

@@ -394,3 +394,20 @@ def test_html_page_sorts_and_renders_in_headless_chromium(suite: dict[str, Any],
 
     image = matplotlib.image.imread(shot)
     assert image.shape[:2] == (1000, 1400) and image.std() > 0
+
+
+def test_default_policy_mode_uses_what_the_runs_have_and_says_so(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_run(
+            tmp_path / "runs",
+            "t/a",
+            "sac",
+            seed,
+            _rows("t/a", "sac", seed, 1.0, _grid(0, seed), policy_mode="deterministic"),
+        )
+    main_leaderboard([tmp_path / "runs"], tmp_path / "board")
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "Policy mode: **deterministic**" in md and "no stochastic-policy episodes" in md
+    assert "no stochastic-policy episodes" in (tmp_path / "board" / "leaderboard.html").read_text()
+    with pytest.raises(LeaderboardError, match="no eval rows with policy_mode 'stochastic'"):
+        main_leaderboard([tmp_path / "runs"], tmp_path / "board2", policy_mode="stochastic")
