@@ -515,8 +515,8 @@ CRITIC_PLAYERS = ("protagonist", "adversary")
 
 
 def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYERS) -> list[Path]:
-    """The SAC critics' diagnostics over training per method (mean and 95% t-interval over seeds), one row of panels
-    per player."""
+    """The SAC critics' diagnostics over training per method (mean over seeds, each seed as a thin line; the table
+    adds the 95% t-interval), one row of panels per player."""
     done = _completed(runs, "critics")
     fig, axes = _figure(len(CRITIC_COLUMNS), nrows=len(players), width=3.6, height=3.0)
     rows = []
@@ -534,7 +534,13 @@ def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYER
                         )
                     table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                     table = table.dropna(how="all")
-                    mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo}")
+                    # the mean over seeds, and each seed thin: with 2-3 seeds a t-interval band would hide the data
+                    stats = [t_interval(table.loc[i].to_numpy()) for i in table.index]
+                    mean = np.array([m for m, _ in stats])
+                    half = np.array([h for _, h in stats])
+                    (line,) = ax.plot(table.index, mean, marker="o", ms=3, label=f"{algo} (mean)")
+                    for c in table.columns:
+                        ax.plot(table.index, table[c], color=line.get_color(), lw=0.7, alpha=0.45)
                     rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
                               "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
                              for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
@@ -543,7 +549,7 @@ def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYER
             ax.legend(fontsize=7)
     head = _provenance("SAC critic diagnostics over training", runs,
                        "Columns `diag/<player>/...` of progress.parquet (definitions: qarl/diagnostics/neural.py); "
-                       "mean over seeds with its 95% t-interval.")  # fmt: skip
+                       "mean over seeds with 95% t-interval (figure: the mean, each seed a thin line).")  # fmt: skip
     return _write(out, "critics", fig, pd.DataFrame(rows), head)
 
 
