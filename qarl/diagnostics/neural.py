@@ -575,7 +575,12 @@ class NeuralDiagnostics:
             return out
         training = self.trainer.prepare_training_state(0)
         if training:
+            t_curriculum, paired_before = time.perf_counter(), self.last_group_seconds["paired"]
             runs = self._monte_carlo(views, training=True, paired=cfg.paired_states > 0)
+            elapsed = time.perf_counter() - t_curriculum
+            # the re-simulated states are timed as the paired group, not as the rollouts they branch from
+            self.last_group_seconds["mc_curriculum"] += elapsed - (self.last_group_seconds["paired"] - paired_before)
+            t += elapsed  # the mc group's time below leaves these rollouts out
             for name, run in runs.items():
                 out[name].update({("mc_curriculum", m): v for m, v in _mc_metrics(run.f, run.returns).items()})
         paired_source = runs if training else None
@@ -587,7 +592,8 @@ class NeuralDiagnostics:
             out[name]["_realizability"] = self._realizability_inputs(views[name], run)
             if run.paired is not None and run.paired["obs"]:
                 out[name]["_paired"] = run.paired
-        self._time("mc", t)
+        paired_in_mc = 0.0 if training else self.last_group_seconds["paired"]
+        self.last_group_seconds["mc"] += time.perf_counter() - t - paired_in_mc
         return out
 
     def _realizability_inputs(self, view: CriticView, run: _Rollouts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
