@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch as th
 
@@ -119,7 +118,7 @@ def export_sb3(policy: TrainedPolicy, path: str | os.PathLike, player: str = PRO
     """Write ``player``'s SAC as a stable-baselines3 ``.zip`` on the game's own observation space; returns the path."""
     from stable_baselines3 import SAC
 
-    from qarl.sac.learner import Player
+    from qarl.sac.learner import Player, SpacesEnv
 
     trainer = policy.trainer
     learner = trainer.players.get(player)
@@ -138,7 +137,7 @@ def export_sb3(policy: TrainedPolicy, path: str | os.PathLike, player: str = PRO
     temperature = float(model.log_ent_coef.detach().exp()) if getattr(model, "log_ent_coef", None) is not None else None
     out = SAC(
         "MlpPolicy",
-        _SpacesEnv(trainer.game.observation_space, spaces),
+        SpacesEnv(trainer.game.observation_space, spaces),
         learning_rate=float(model.learning_rate) if not callable(model.learning_rate) else 3e-4,
         buffer_size=1,
         batch_size=model.batch_size,
@@ -167,16 +166,3 @@ def _is_first_layer(key: str) -> bool:
     return key in ("actor.latent_pi.0.weight",) or (
         key.startswith(("critic.qf", "critic_target.qf")) and key.split(".")[2] == "0"
     )
-
-
-class _SpacesEnv(gymnasium.Env):
-    """Carries the spaces into stable-baselines3's constructor (never stepped)."""
-
-    def __init__(self, observation_space: Any, action_space: Any) -> None:
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, *, seed=None, options=None):  # pragma: no cover - never stepped
-        raise RuntimeError("this environment only carries spaces")
-
-    def step(self, action):  # pragma: no cover - never stepped
-        raise RuntimeError("this environment only carries spaces")

@@ -76,7 +76,7 @@ class SACConfig:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
 
 
-class _Spaces(gymnasium.Env):
+class SpacesEnv(gymnasium.Env):
     """Carries the spaces into stable-baselines3's constructor; the two-player loop does the stepping."""
 
     def __init__(self, observation_space: spaces.Box, action_space: spaces.Box) -> None:
@@ -211,7 +211,7 @@ def make_sac(
     )
     model = model_cls(
         "MlpPolicy",
-        _Spaces(observation_space, action_space),
+        SpacesEnv(observation_space, action_space),
         actor_lr=config.actor_lr,
         critic_lr=config.critic_lr,
         temperature_lr=config.temperature_lr,
