@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def _assert_same(a, b, path="trainer"):
 
 def test_methods_without_an_adversary_critic(tmp_path):
     # cat: the protagonist only (its MC rollouts go through the MAS attack, radius > 0 from iteration 2)
-    df = pd.read_parquet(_trial(tmp_path, "cat", "cat") / "progress.parquet")
+    df = pd.read_parquet(_trial(tmp_path, "cat", "cat", {"diagnostics": {"every": 1}}) / "progress.parquet")
     assert sorted(c for c in df.columns if c.startswith("diag/")) == sorted(player_columns(PROTAGONIST))
     curriculum = [c for c in player_columns(PROTAGONIST) if "/mc_curriculum/" in c]  # cat has no curriculum state
     assert df[curriculum].isna().all(axis=None)
@@ -204,7 +205,7 @@ def test_diagnostics_leave_generators_and_players_untouched_and_weights_are_one_
     config = resolve_config(TASK, "rarl", 0, "smoke", {"protagonist": no_updates, "adversary": no_updates})
     trainer = get_method("rarl")(TASK, config.algo, config.loop, 0)
     trainer.run_iteration()
-    diagnostics = NeuralDiagnostics(trainer, config.diagnostics)
+    diagnostics = NeuralDiagnostics(trainer, dataclasses.replace(config.diagnostics, every=1))
     np_state, th_state = np.random.get_state(), th.get_rng_state()
     before = {n: {k: v.clone() for k, v in p.model.policy.state_dict().items()} for n, p in trainer.players.items()}
     modes = {n: p.model.policy.training for n, p in trainer.players.items()}
@@ -265,7 +266,7 @@ def test_config_errors_name_the_key(override, message):
 def test_scales_set_the_diagnostics():
     smoke, small, paper = (resolve_config(TASK, "qarl", 0, s).diagnostics for s in ("smoke", "small", "paper"))
     assert paper == DiagnosticsConfig() and paper.every == 10 and paper.enabled
-    assert small.every == 5 and smoke.every == 1 and smoke.sample_size < paper.sample_size
+    assert small.every == 5 and smoke.every == 3 and smoke.sample_size < paper.sample_size
 
 
 def test_overhead_command_runs_side_by_side(capsys):
