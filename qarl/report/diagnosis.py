@@ -158,8 +158,9 @@ def diagnose_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     columns = sorted({c.split("/", 2)[2] for c in rows.columns if c.startswith("diag/")}, key=_column_order)
     ncols = 6
     nrows = math.ceil(len(columns) / ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.5 * nrows), layout="constrained")
+    fig = Figure(figsize=(3.2 * ncols, 2.5 * nrows))  # a fixed layout: a solver over ~40 panels takes seconds
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.04, top=0.97, hspace=0.45, wspace=0.3)
     for ax, name in zip(axes.flat, columns, strict=False):
         for player in names:
             col = f"diag/{player}/{name}"
@@ -167,7 +168,8 @@ def diagnose_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                 ax.plot(rows["iteration"], rows[col], marker="o", ms=3, label=player)
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
+        if ax.lines:
+            ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     png, csv, md = target / "diagnosis.png", target / "diagnosis.csv", target / "diagnosis.md"

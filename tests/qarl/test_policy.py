@@ -98,6 +98,7 @@ def test_cli_export_and_play(runs, tmp_path, capsys):
     assert main(["play", str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.slow
 def test_play_records_a_video_or_says_why_not(runs, tmp_path):
     """In a fresh process (MuJoCo picks its GL backend at import): an MP4 with one frame per step and a final one,
     or, where no OpenGL backend works, exit status 2 with the reason."""

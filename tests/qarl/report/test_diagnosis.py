@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from qarl.cli import main
+from qarl.cli.diagnose import with_run_subcommand
 from qarl.experiment.trial import resolve_config, run_dir_for, run_trial
-from qarl.report.diagnosis import diagnosed_rows, verdict
+from qarl.report.diagnosis import diagnose_run, diagnosed_rows, verdict
 
 TASK = "dmc/cartpole-balance"
 
@@ -32,9 +33,11 @@ def test_diagnose_run_dir_writes_figure_table_and_verdicts(tmp_path, capsys):
     assert list(table["iteration"]) == [2]  # only the diagnosed iteration
     md = (tmp_path / "out" / "diagnosis.md").read_text()
     assert "Rules of the verdicts" in md and "completeness ratio" in md and "rarl, seed 0" in md
-    # the same through the explicit subcommand, into the default folder
-    assert main(["diagnose", "run", str(run_dir)]) == 0
-    assert (run_dir / "diagnosis" / "diagnosis.png").exists()
+    # `qarl diagnose RUN_DIR` is `qarl diagnose run RUN_DIR`; without --out the files go to RUN_DIR/diagnosis
+    assert with_run_subcommand(["diagnose", str(run_dir)]) == ["diagnose", "run", str(run_dir)]
+    assert with_run_subcommand(["diagnose", "testbed"]) == ["diagnose", "testbed"]
+    files, _ = diagnose_run(run_dir)
+    assert files[0] == run_dir / "diagnosis" / "diagnosis.png" and files[0].exists()
 
 
 def test_verdict_follows_its_rules():
