@@ -65,10 +65,7 @@ def cmd_play(args: argparse.Namespace) -> int:
             returns.append(ep.ret)
             print(f"episode {k + 1}: return {ep.ret:.2f}, {ep.length} steps")
         if args.video:
-            try:
-                frames.append(game.render_frame(args.width, args.height))
-            except RuntimeError as exc:
-                raise UserError(str(exc)) from None
+            frames.append(game.render_frame(args.width, args.height))  # the last state
     except RuntimeError as exc:
         if "cannot render" in str(exc):
             raise UserError(str(exc)) from None

@@ -230,20 +230,12 @@ def effective_sample_size(log_w: np.ndarray) -> tuple[float, float]:
 
 def srank(features: np.ndarray, delta: float = 0.01) -> int:
     """Kumar et al. (ICLR 2021): min k with sum_{i<=k} sigma_i >= (1 - delta) sum_i sigma_i (0 for all-zero)."""
-    s = np.linalg.svd(np.asarray(features, dtype=np.float64), compute_uv=False)
-    if s.sum() <= 0:
-        return 0
-    return int(np.searchsorted(np.cumsum(s) / s.sum(), 1.0 - delta - 1e-12) + 1)
+    return _srank_from(_singular_values(features), delta)
 
 
 def erank(features: np.ndarray) -> float:
     """Roy and Vetterli (2007): exp of the entropy of the normalised singular values (0 for all-zero)."""
-    s = np.linalg.svd(np.asarray(features, dtype=np.float64), compute_uv=False)
-    if s.sum() <= 0:
-        return 0.0
-    p = s / s.sum()
-    p = p[p > 0]
-    return float(np.exp(-np.sum(p * np.log(p))))
+    return _erank_from(_singular_values(features))
 
 
 def soft_returns(rewards: np.ndarray, log_probs: np.ndarray, temperatures: np.ndarray, gamma: float) -> np.ndarray:
@@ -313,10 +305,14 @@ class FeatureData:
 
     def estimate(self, ridge: float, rank: int | None) -> dict[str, float]:
         """:func:`~qarl.diagnostics.feature_class.estimate` with the ridge relative to G's mean eigenvalue."""
-        scale = float(np.mean(np.sum(self.z * self.z, axis=1)))  # trace(G) / d times d: the mean squared norm
         return feature_class.estimate(
-            self.z, self.w, self.z_next, self.r_next, self.gamma, ridge=ridge * scale / self.z.shape[1], rank=rank
+            self.z, self.w, self.z_next, self.r_next, self.gamma, ridge=relative_ridge(self.z, ridge), rank=rank
         )
+
+
+def relative_ridge(z: np.ndarray, ridge: float) -> float:
+    """``ridge`` times the mean eigenvalue of the features' Gram matrix (trace(G) / d = mean |z|^2 / d)."""
+    return ridge * float(np.mean(np.sum(z * z, axis=1))) / z.shape[1]
 
 
 @th.no_grad()
@@ -493,7 +489,9 @@ class NeuralDiagnostics:
         real = inputs.get("_realizability")
         if real is not None:
             z_r, returns, groups = real
-            r = feature_class.realizability(z_r, z_r @ data.w, returns, groups, ridge=self._ridge(z_r))
+            r = feature_class.realizability(
+                z_r, z_r @ data.w, returns, groups, ridge=relative_ridge(z_r, self.config.ridge)
+            )
             out["feature_class", "realizability"] = r["realizability"]
             out["feature_class", "return_residual"] = r["return_residual"]
         paired = inputs.get("_paired")
@@ -516,10 +514,6 @@ class NeuralDiagnostics:
             out["representation", "feature_dot"] = math.nan
         self._time("representation", t)
         return out
-
-    def _ridge(self, z: np.ndarray) -> float:
-        """The absolute ridge for features z: ``ridge`` times the mean eigenvalue of their Gram matrix."""
-        return self.config.ridge * float(np.mean(np.sum(z * z, axis=1))) / z.shape[1]
 
     def _paired(self, view: CriticView, rec: dict[str, Any], halves: tuple[int, int]) -> dict[tuple[str, str], float]:
         """The paired group from re-simulated states (two independent next states per state)."""
