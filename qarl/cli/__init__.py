@@ -1,7 +1,8 @@
 """The ``qarl`` command line.
 
 One module per command family adds its sub-commands (``add_parsers``) and holds their handlers:
-:mod:`~qarl.cli.games` (tasks, demo), :mod:`~qarl.cli.train` (train, evaluate, methods), :mod:`~qarl.cli.sweep`,
+:mod:`~qarl.cli.games` (tasks, demo), :mod:`~qarl.cli.train` (train, evaluate, methods), :mod:`~qarl.cli.calibrate`,
+:mod:`~qarl.cli.sweep`,
 :mod:`~qarl.cli.report` (reproduce, curves, leaderboard), :mod:`~qarl.cli.bench` and :mod:`~qarl.cli.diagnose`;
 :mod:`~qarl.cli.common` has what they share. This module assembles the parser and reports errors.
 
@@ -17,14 +18,14 @@ from collections.abc import Sequence
 
 import envs
 from qarl import __version__
-from qarl.cli import bench, diagnose, games, policy, report, sweep, train
+from qarl.cli import bench, calibrate, diagnose, games, policy, report, sweep, train
 from qarl.cli.common import ArgumentParser, BadArgument, UserError
 from qarl.cli.games import DEMO_TASKS, task_rows
 
 __all__ = ["DEMO_TASKS", "UserError", "build_parser", "main", "task_rows"]
 
 #: The command families, in the order of ``qarl --help``.
-FAMILIES = (games, train, sweep, report, bench, diagnose, policy)
+FAMILIES = (games, train, calibrate, sweep, report, bench, diagnose, policy)
 
 
 def _trial_errors() -> tuple[type[Exception], ...]:

@@ -55,6 +55,9 @@ class EvalConfig:
     """Games stepped in lock-step."""
     worst_case_learning_starts: int = 3000
     """Transitions before the worst-case adversary's first update (its other settings: the protagonist's SACConfig)."""
+    worst_case_bound: float | None = None
+    """Force bound of the worst-case adversary (every dimension); null: the trial's own bound. A trial config may give
+    it relative to the task's calibration, e.g. ``{b50: 1.0}`` (docs/results.md, Adversary strength)."""
     wind_factors: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     """Goal tasks (a wind adversary): the wind is held at each of these multiples of the trial's bound."""
     wind_episodes: int = 5
@@ -64,6 +67,9 @@ class EvalConfig:
         require_at_least(self, ("nominal_episodes", "grid_points", "episodes_per_cell", "batch_size"), 1)
         if self.worst_case_steps < 0:
             raise ValueError(f"worst_case_steps must be >= 0, got {self.worst_case_steps}")
+        wb = self.worst_case_bound
+        if wb is not None and not (math.isfinite(wb) and wb > 0):
+            raise ValueError(f"worst_case_bound must be a finite number > 0, got {self.worst_case_bound}")
         if self.wind_episodes < 0:
             raise ValueError(f"wind_episodes must be >= 0, got {self.wind_episodes}")
         if not self.wind_factors or not all(math.isfinite(k) and k >= 0 for k in self.wind_factors):
@@ -168,20 +174,22 @@ class Evaluator:
         trainer.prepare_evaluation()
 
     def _episodes(self, metric: str, mode: str, cells: list[dict[str, float]], k: int, adversary_on: bool,
-                  force_fn=None, act=None) -> list[dict[str, Any]]:  # fmt: skip
-        """k episodes per cell, batched across cells; one row per episode."""
+                  force_fn=None, act=None, pool: GamePool | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """k episodes per cell, batched across cells, on ``pool``'s games (default: the trial's); one row per
+        episode."""
+        pool = pool or self.pool
         det = mode == "deterministic"
         act = act or (lambda o: self.trainer.eval_actions(o, det, adversary_on))
         jobs = [(c, e) for c in range(len(cells)) for e in range(k)]
         rows = []
         for start in range(0, len(jobs), self.config.batch_size):
             chunk = jobs[start : start + self.config.batch_size]
-            games = self.pool.take(len(chunk))
+            games = pool.take(len(chunk))
             seeds = [_seed(self.trainer.seed, metric, e) for _, e in chunk]  # same initial states in every cell
             rets, lens = run_batch(games, seeds, [cells[c] for c, _ in chunk], act, force_fn)
             for (c, e), ret, length in zip(chunk, rets, lens, strict=True):
                 rows.append(self._row(metric, mode, cells[c], e, float(ret), int(length)))
-        for g in self.pool.games:
+        for g in pool.games:
             g.set_params(**self.nominal)
         return rows
 
@@ -270,39 +278,52 @@ class Evaluator:
         return rows
 
     def _worst_case(self) -> list[dict[str, Any]]:
-        """A fresh SAC adversary trained against the frozen protagonist, then evaluated against it."""
+        rows = []
+        for mode in self.config.policy_modes:
+            rows += self.worst_case(mode, self.config.worst_case_bound)
+        return rows
+
+    def worst_case(self, mode: str, bound: float | None = None, episodes: int | None = None) -> list[dict[str, Any]]:
+        """A fresh SAC adversary with force bound ``bound`` (every dimension; None: the trial's bound) trained for
+        ``worst_case_steps`` against the frozen protagonist in policy mode ``mode``, then ``episodes`` (default
+        ``nominal_episodes``) episodes against it: the ``worst_case`` rows, ``force_bound`` the bound used.
+        A bound of 0 leaves nothing to train: the rows are the protagonist's zero-force episodes."""
         from envs.views import AdversaryView
         from qarl.sac.learner import make_sac
 
-        trainer, cfg = self.trainer, self.config
+        trainer, cfg, det = self.trainer, self.config, mode == "deterministic"
+        episodes = cfg.nominal_episodes if episodes is None else episodes
+        bound = trainer.loop.adversary_bound if bound is None else float(bound)
+        game = envs.make(trainer.task_id, horizon=trainer.loop.horizon, adversary_bound=bound)
+        force_bound = float(np.max(game.adversary_bound))
+        if force_bound == 0.0:
+            rows = self._episodes("worst_case", mode, [dict(self.nominal)], episodes, False)
+            return [{**r, "force_bound": 0.0} for r in rows]
         sac_cfg = dataclasses.replace(trainer.config.protagonist, learning_starts=cfg.worst_case_learning_starts)
-        rows = []
-        for mode in cfg.policy_modes:
-            det = mode == "deterministic"
-            game = envs.make(
-                trainer.task_id, horizon=trainer.loop.horizon, adversary_bound=trainer.loop.adversary_bound
-            )
-            view = AdversaryView(game, lambda o, det=det: trainer.eval_actions(o[None], det, False)[0][0])
-            model = make_sac(sac_cfg, view.observation_space, view.action_space)
-            if self.configure_learner is not None:
-                self.configure_learner(model)
-            model.set_env(view)
-            view.reset(seed=_seed(trainer.seed, "worst_case", 99_999))
-            # stable-baselines3 draws the actions of its first learning_starts steps from the action space's own
-            # generator, which is otherwise seeded from the OS: seed it too, so the worst case is reproducible
-            model.action_space.seed(_seed(trainer.seed, "worst_case", 99_998))
-            model.learn(total_timesteps=cfg.worst_case_steps)
-            actor, policy = model.actor, model.policy
+        view = AdversaryView(game, lambda o: trainer.eval_actions(o[None], det, False)[0][0])
+        model = make_sac(sac_cfg, view.observation_space, view.action_space)
+        if self.configure_learner is not None:
+            self.configure_learner(model)
+        model.set_env(view)
+        view.reset(seed=_seed(trainer.seed, "worst_case", 99_999))
+        # stable-baselines3 draws the actions of its first learning_starts steps from the action space's own
+        # generator, which is otherwise seeded from the OS: seed it too, so the worst case is reproducible
+        model.action_space.seed(_seed(trainer.seed, "worst_case", 99_998))
+        model.learn(total_timesteps=cfg.worst_case_steps)
+        actor, policy = model.actor, model.policy
 
-            def act(o, det=det, actor=actor, policy=policy):
-                prot, _ = trainer.eval_actions(o, det, False)
-                with th.no_grad():
-                    scaled = actor(th.as_tensor(o, dtype=th.float32), deterministic=det).numpy()
-                return prot, policy.unscale_action(scaled)
+        def act(o):
+            prot, _ = trainer.eval_actions(o, det, False)
+            with th.no_grad():
+                scaled = actor(th.as_tensor(o, dtype=th.float32), deterministic=det).numpy()
+            return prot, policy.unscale_action(scaled)
 
-            rows += self._episodes("worst_case", mode, [dict(self.nominal)], cfg.nominal_episodes, True, act=act)
-            self.log(f"worst-case adversary ({mode}): trained {cfg.worst_case_steps} steps")
-        return rows
+        # the games clip the force at their bound: another bound than the trial's needs games of its own
+        same = np.array_equal(game.adversary_bound, trainer.game.adversary_bound)
+        pool = self.pool if same else GamePool(trainer.task_id, horizon=trainer.loop.horizon, adversary_bound=bound)
+        rows = self._episodes("worst_case", mode, [dict(self.nominal)], episodes, True, act=act, pool=pool)
+        self.log(f"worst-case adversary ({mode}, bound {force_bound:g}): trained {cfg.worst_case_steps} steps")
+        return [{**r, "force_bound": force_bound} for r in rows]
 
 
 def evaluate_trainer(trainer: TwoPlayerTrainer, config: EvalConfig, log: Callable[[str], None] | None = None,

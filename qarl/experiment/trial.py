@@ -24,6 +24,7 @@ import envs
 from qarl import provenance
 from qarl.config import SCALES, ConfigError, configs_dir, from_dict, load_yaml, merge, to_dict, with_method_key
 from qarl.diagnostics.neural import DiagnosticsConfig, NeuralDiagnostics
+from qarl.evaluation.calibration import resolve_relative_bounds
 from qarl.evaluation.runner import EvalConfig, evaluate_trainer
 from qarl.experiment import rundir
 from qarl.experiment.logs import TrialLogs
@@ -40,7 +41,7 @@ from qarl.training.checkpoint import (
 )
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 
-_TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics")
+_TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics", "strength")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class TrialConfig:
     algo: Any
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     diagnostics: DiagnosticsConfig = dataclasses.field(default_factory=DiagnosticsConfig)
+    strength: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The relative bounds this config was resolved from ({key: {b50: x, task_b50: ..., bound: ...}};
+    :func:`qarl.evaluation.calibration.resolve_relative_bounds`); empty when every bound was given absolutely."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +69,7 @@ class TrialConfig:
             "loop": to_dict(self.loop),
             "eval": to_dict(self.eval),
             "diagnostics": to_dict(self.diagnostics),
+            **({"strength": dict(self.strength)} if self.strength else {}),
             **to_dict(self.algo),
         }
 
@@ -87,13 +92,18 @@ def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
     evaluation = from_dict(EvalConfig, data.get("eval") or {}, "eval")
     diagnostics = from_dict(DiagnosticsConfig, data.get("diagnostics") or {}, "diagnostics")
     algo = from_dict(trainer_cls.config_cls, {k: v for k, v in data.items() if k not in _TOP_KEYS})
-    return TrialConfig(task, method, seed, scale, loop, algo, evaluation, diagnostics)
+    strength = data.get("strength") or {}
+    if not isinstance(strength, Mapping):
+        raise ConfigError(f"strength: expected a mapping (written by the config's resolution), got {strength!r}")
+    return TrialConfig(task, method, seed, scale, loop, algo, evaluation, diagnostics, dict(strength))
 
 
 def resolve_config(
     task: str, method: str, seed: int, scale: str = "smoke", overrides: Mapping[str, Any] | None = None
 ) -> TrialConfig:
-    """Method YAML, then the scale's overrides, then the user's ``overrides`` (``--set``), validated."""
+    """Method YAML, then the scale's overrides, then the user's ``overrides`` (``--set``), validated; a bound given
+    relative to the task's calibration (``{b50: x}``) is resolved to the absolute bound
+    (:func:`qarl.evaluation.calibration.resolve_relative_bounds`)."""
     if scale not in SCALES:
         raise ConfigError(f"scale: expected one of {list(SCALES)}, got {scale!r}")
     trainer_cls = get_method(method)
@@ -111,7 +121,9 @@ def resolve_config(
     for key in ("task", "method", "seed"):
         if data[key] != {"task": task, "method": method, "seed": seed}[key]:
             raise ConfigError(f"{key}: set it with its own option, not with --set")
-    return parse_trial_config(data)
+    if "strength" in data:
+        raise ConfigError("strength: written by the resolution of relative bounds; give {b50: x} as the bound instead")
+    return parse_trial_config(resolve_relative_bounds(data))
 
 
 def sac_fields(config_cls: type) -> list[str]:
@@ -239,7 +251,10 @@ def _run(
         versions=provenance.versions(),
         git=provenance.git_revision(),
         iterations=config.loop.iterations,
+        adversary_bound=trainer.game.adversary_bound.tolist(),
     )
+    if config.strength:
+        meta["strength"] = dict(config.strength)
     meta.update(meta_extra or {})
     rundir.write_meta(run_dir, meta)
     target = config.loop.iterations

@@ -202,6 +202,8 @@ BAD_VALUES = [
     (["bench", "group", "--trial", "--method", "sack"], "unknown method 'sack'; did you mean 'sac'"),
     (["diagnose", "overhead", "--task", "nope"], "unknown task id 'nope'"),
     (["diagnose", "overhead", "--method", "nope"], "unknown method 'nope'"),
+    (["calibrate", "dmc/cartpol-balance"], "did you mean 'dmc/cartpole-balance'"),
+    (["calibrate", "dmc/cartpole-balance", "--method", "sack"], "unknown method 'sack'; did you mean 'sac'"),
 ]
 
 
@@ -227,10 +229,10 @@ def _options(parser, path=()):
 
 
 def _typed_options(parser):
-    """(command path, option) of every option checked by a task or method type."""
+    """(command path, option) of every option checked by a task or method type (a positional: its dest)."""
     for path, action in _options(parser):
         if action.type in (task_id, method_name):
-            yield " ".join(path), action.option_strings[0]
+            yield " ".join(path), (action.option_strings or [action.dest])[0]
 
 
 def test_bad_values_cover_every_typed_option():
@@ -239,7 +241,8 @@ def test_bad_values_cover_every_typed_option():
         words = [w for w in argv if not w.startswith("-")]
         options = [w for w in argv if w.startswith("--") and w != "--trial"]
         command = " ".join(words[:2] if words[0] in ("bench", "diagnose") else words[:1])
-        covered.add((command, "--method" if options[-1] == "--algo" else options[-1]))
+        option = options[-1] if options else "task"  # no option: the positional task id
+        covered.add((command, "--method" if option == "--algo" else option))
     assert set(_typed_options(cli.build_parser())) == covered
 
 

@@ -101,6 +101,23 @@ def test_evaluator_reuses_games_and_restores_nominal_params(trained):
     }
 
 
+def test_worst_case_at_another_bound(trained):
+    """``worst_case_bound`` (and ``Evaluator.worst_case``'s bound) trains and plays the adversary at that bound; bound 0
+    is the protagonist alone."""
+    run_dir, _ = trained
+    config, trainer, _ = load_trainer(run_dir)
+    cfg = dataclasses.replace(config.eval, policy_modes=("deterministic",), worst_case_bound=0.5, nominal_episodes=2)
+    ev = Evaluator(trainer, cfg)
+    rows = ev._worst_case()
+    assert [r["force_bound"] for r in rows] == [0.5, 0.5] and {r["metric"] for r in rows} == {"worst_case"}
+    assert ev.force_bound == 2.0  # the trial's own bound, as the other metrics record it
+    zero = ev.worst_case("deterministic", 0.0)
+    alone = ev._episodes("worst_case", "deterministic", [dict(ev.nominal)], 2, False)
+    assert [r["return"] for r in zero] == [r["return"] for r in alone] and {r["force_bound"] for r in zero} == {0.0}
+    with pytest.raises(ValueError, match="worst_case_bound must be a finite number > 0"):
+        EvalConfig(worst_case_bound=-1.0).validate()
+
+
 def test_step_disturbance_hurts_more_than_none_on_a_weak_policy(trained):
     run_dir, _ = trained
     df = pd.read_parquet(run_dir / "eval.parquet")
