@@ -24,6 +24,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         summary = run_sweep(sweep, trials, address=args.address, resume=args.resume, out=log, command=args.argv)
     except SweepError as exc:
         raise UserError(str(exc)) from None
+    if summary["interrupted_by"]:
+        return 130  # as a shell reports a command that SIGINT ended
     return 1 if summary["failed"] else 0
 
 

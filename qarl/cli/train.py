@@ -15,7 +15,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import signal
 
     from qarl.config import parse_overrides
-    from qarl.experiment.trial import resolve_config, run_dir_for, run_trial, trial_summary
+    from qarl.experiment.trial import Interrupted, resolve_config, run_dir_for, run_trial, trial_summary
 
     if args.seeds is not None:
         return _train_group(args)
@@ -33,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
 
     def _terminate(signum, frame):  # record "interrupted" in meta.json on SIGTERM as on Ctrl-C
-        raise KeyboardInterrupt
+        raise Interrupted("SIGTERM")
 
     signal.signal(signal.SIGTERM, _terminate)
     print(f"run directory: {run_dir}", file=sys.stderr)
@@ -51,7 +51,7 @@ def _train_group(args: argparse.Namespace) -> int:
 
     from qarl.config import parse_overrides
     from qarl.experiment.group import run_group
-    from qarl.experiment.trial import resolve_config, run_dir_for, trial_summary
+    from qarl.experiment.trial import Interrupted, resolve_config, run_dir_for, trial_summary
 
     seeds = list(args.seeds)
     if args.seed is not None:
@@ -71,7 +71,7 @@ def _train_group(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
 
     def _terminate(signum, frame):  # record "interrupted" in each meta.json on SIGTERM as on Ctrl-C
-        raise KeyboardInterrupt
+        raise Interrupted("SIGTERM")
 
     signal.signal(signal.SIGTERM, _terminate)
     print(f"run directories ({len(seeds)} seeds, gradient steps batched): {run_dirs[0].parent}/seed=*", file=sys.stderr)

@@ -142,8 +142,8 @@ class _SeedThread:
             self._wake.release()
             try:
                 self._back.acquire()
-            except KeyboardInterrupt:  # stop it at its next step request (waiting a while for it), then re-raise
-                self.deliver = KeyboardInterrupt()
+            except KeyboardInterrupt as exc:  # stop it at its next step request (waiting a while for it), then re-raise
+                self.deliver = type(exc)(*exc.args)  # the same kind (Interrupted keeps the signal's name)
                 self._back.acquire(timeout=_STOP_WAIT_S)
                 raise
 

@@ -136,6 +136,15 @@ class TrialError(Exception):
     """A user-facing problem with a trial's directory or arguments (reported without a traceback)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal asked the process to stop (``qarl train`` raises it on SIGTERM, as Python does on SIGINT); ``signal``
+    is its name, which the trial's ``meta.json`` records."""
+
+    def __init__(self, signal: str = "SIGINT") -> None:
+        super().__init__(signal)
+        self.signal = signal
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -307,8 +316,9 @@ def _run(
         meta.update(status="completed", finished=_now())
     except NonFiniteLossError as exc:
         meta.update(status="failed", failure_reason=f"non-finite loss: {exc}", finished=_now())
-    except KeyboardInterrupt:
-        meta.update(status="interrupted", failure_reason="interrupted (KeyboardInterrupt or SIGTERM)", finished=_now())
+    except KeyboardInterrupt as exc:  # Python raises it on SIGINT; Interrupted names another signal
+        sig = getattr(exc, "signal", "SIGINT")
+        meta.update(status="interrupted", signal=sig, failure_reason=f"interrupted by {sig}", finished=_now())
         raise
     except Exception as exc:
         meta.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc}", finished=_now())

@@ -12,10 +12,12 @@ happens to run on the machine) with the dashboard off; ``--address`` or ``RAY_AD
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -26,6 +28,7 @@ from typing import Any
 from qarl.experiment import rundir
 from qarl.experiment.trial import TrialConfig, parse_trial_config, run_trial
 from qarl.sweep.config import PlannedTrial, SweepConfig, check_storage
+from qarl.sweep.embedded import embedded_ray
 from qarl.training.checkpoint import list_checkpoints
 
 # Tune result keys copied from a progress row (the rest of the row stays in progress.parquet).
@@ -145,7 +148,7 @@ def _param_space(trials: Sequence[PlannedTrial], groups: Sequence[Sequence[int]]
     from ray import tune
 
     def field(get: Callable[[int], Any]) -> Any:
-        return tune.sample_from(lambda spec: get(spec.config["index"]))
+        return tune.sample_from(lambda config: get(config["index"]))
 
     return {
         "index": tune.grid_search(list(range(len(groups)))),
@@ -276,8 +279,9 @@ def _connection_hint(address: str, exc: BaseException) -> str:
     return f"could not join the Ray cluster at {address} ({first}); {hint}"
 
 
-def init_ray(address: str | None, sweep: SweepConfig) -> str:
-    """Start the embedded local Ray or join ``address``; returns a description for the log."""
+def init_ray(address: str | None, sweep: SweepConfig, temp_dir: str | os.PathLike | None = None) -> str:
+    """Start the embedded local Ray (in ``temp_dir``, see :mod:`qarl.sweep.embedded`) or join ``address``; returns a
+    description for the log."""
     import ray
 
     common = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -288,7 +292,8 @@ def init_ray(address: str | None, sweep: SweepConfig) -> str:
             raise SweepError(_connection_hint(address, exc)) from None
         where = f"Ray cluster at {address}"
     else:
-        ray.init(address="local", include_dashboard=False, **common)
+        extra = {"_temp_dir": str(temp_dir)} if temp_dir is not None else {}
+        ray.init(address="local", include_dashboard=False, **common, **extra)
         where = "embedded local Ray"
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus = [n["Resources"].get("CPU", 0.0) for n in nodes]
@@ -344,39 +349,113 @@ def run_sweep(
     storage = experiment_dir(sweep)
     events: dict[str, dict] = {}
     t0 = time.perf_counter()
+    stop = _GracefulStop(out)
+    embedded = contextlib.nullcontext() if address else embedded_ray(out)
+    fit_started, errors = None, {}
     try:
-        out(init_ray(address, sweep))
-        skipped = sum(1 for s in states.values() if s == "completed")
-        out(f"sweep {sweep.name}: {len(trials)} trials ({skipped} completed earlier) -> {storage}")
-        trainable = tune.with_resources(tune.with_parameters(sweep_trainable, specs=specs), sweep.resources.as_ray())
-        tuner = tune.Tuner(
-            trainable,
-            param_space=_param_space(trials, groups),
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=sweep.max_concurrent,
-                # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else
-                # carries over, since every trainer reseeds the global generators and sets its torch threads.
-                reuse_actors=True,
-                trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
-                trial_dirname_creator=lambda tr: (
-                    f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-").replace(" ", "_")
-                ),
-            ),
-            run_config=tune.RunConfig(
-                name=time.strftime("sweep-%Y%m%d-%H%M%S"),
-                storage_path=str(storage / "_tune"),
-                failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                verbose=0,
-                callbacks=[_progress_callback(labels, out, events)],
-            ),
-        )
-        fit_started = time.time()
-        grid = tuner.fit()
-        errors = {i: r.error for r in grid if r.error is not None and r.config for i in groups[r.config["index"]]}
-    finally:
-        ray.shutdown()
-    summary = summarize(trials, errors, states, time.perf_counter() - t0, out)
+        with embedded as temp_dir, stop:
+            try:
+                out(init_ray(address, sweep, temp_dir))
+                skipped = sum(1 for s in states.values() if s == "completed")
+                out(f"sweep {sweep.name}: {len(trials)} trials ({skipped} completed earlier) -> {storage}")
+                trainable = tune.with_parameters(sweep_trainable, specs=specs)
+                trainable = tune.with_resources(trainable, sweep.resources.as_ray())
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space=_param_space(trials, groups),
+                    tune_config=tune.TuneConfig(
+                        max_concurrent_trials=sweep.max_concurrent,
+                        # A reused worker keeps its imports (torch, MuJoCo, dm_control: seconds per trial); nothing else
+                        # carries over, since every trainer reseeds the global generators and sets its torch threads.
+                        reuse_actors=True,
+                        trial_name_creator=lambda tr: labels[tr.config["index"]].replace("/", "-").replace(" ", "_"),
+                        trial_dirname_creator=lambda tr: (
+                            f"{tr.trial_id}_" + labels[tr.config["index"]].replace("/", "-").replace(" ", "_")
+                        ),
+                    ),
+                    run_config=tune.RunConfig(
+                        name=time.strftime("sweep-%Y%m%d-%H%M%S"),
+                        storage_path=str(storage / "_tune"),
+                        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                        verbose=0,
+                        callbacks=[_progress_callback(labels, out, events)],
+                    ),
+                )
+                fit_started = time.time()
+                stop.fitting = True
+                grid = tuner.fit()
+                stop.fitting = False
+                errors = {
+                    i: r.error for r in grid if r.error is not None and r.config for i in groups[r.config["index"]]
+                }
+            finally:
+                ray.shutdown()
+    except KeyboardInterrupt:  # a second signal, or one before Tune's loop: record what was cut short, then stop
+        _mark_interrupted(trials, stop.signal or "SIGINT", stop.at)
+        summarize(trials, errors, states, time.perf_counter() - t0, out, interrupted_by=stop.signal or "SIGINT")
+        raise
+    if stop.signal is not None:
+        _mark_interrupted(trials, stop.signal, stop.at)
+    summary = summarize(trials, errors, states, time.perf_counter() - t0, out, interrupted_by=stop.signal)
     return {**summary, "events": events, "fit_started": fit_started}
+
+
+class _GracefulStop:
+    """SIGINT and SIGTERM during a sweep: the first asks Ray Tune to stop (its own graceful stop, through SIGUSR1)
+    and is remembered, so that the trials it cut short are recorded as interrupted; a second one stops at once."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out, self.signal, self.at, self.fitting = out, None, None, False
+        self._saved: dict[int, Any] = {}
+        self._env: str | None = None
+
+    def __enter__(self) -> _GracefulStop:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        # Tune would replace the SIGINT handler with its own, which cannot tell us that it fired
+        self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        if self._env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is not None or not self.fitting or signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
+            self.signal = self.signal or name
+            self.at = self.at or time.time()
+            raise KeyboardInterrupt(name)  # a second signal, or none of Tune's loop to stop: stop now
+        self.signal, self.at = name, time.time()
+        self.out(f"{name} received: stopping the sweep; the trials it cuts short are recorded as interrupted and "
+                 "`--resume` continues them (send it again to stop at once)")  # fmt: skip
+        os.kill(os.getpid(), signal.SIGUSR1)  # Ray Tune's graceful stop
+
+
+def _mark_interrupted(trials: Sequence[PlannedTrial], sig: str, at: float | None) -> None:
+    """Record ``interrupted`` (and the signal) in the meta.json of every started trial the stop cut short: those still
+    ``running`` or ``evaluating``, and those that ended (failed or interrupted) after the signal arrived."""
+    from datetime import datetime, timezone
+
+    since = datetime.fromtimestamp(at or time.time(), timezone.utc).isoformat(timespec="seconds")
+    for t in trials:
+        meta = read_meta(t.run_dir)
+        status = meta.get("status")
+        cut = status in ("running", "evaluating") or (
+            status in ("failed", "interrupted") and str(meta.get("finished") or "") >= since
+        )
+        if meta and cut:
+            meta.update(status="interrupted", signal=sig, failure_reason=f"interrupted: the sweep received {sig}",
+                        finished=meta.get("finished") if status != "running" else since)  # fmt: skip
+            rundir.write_meta(t.run_dir, meta)
 
 
 def summarize(
@@ -385,29 +464,49 @@ def summarize(
     states: dict[int, str],
     seconds: float,
     out: Callable[[str], None] = print,
+    interrupted_by: str | None = None,
 ) -> dict[str, Any]:
-    """Print the end-of-sweep summary from every trial's ``meta.json`` (and Tune's error where there is one)."""
+    """Print the end-of-sweep summary from every trial's ``meta.json`` (and Tune's error where there is one).
+
+    Trials fall in four groups: completed; interrupted (``meta.json`` says so: the sweep, or the trial, received a
+    signal); not started (no ``meta.json``) when the sweep was interrupted; failed (everything else, with the
+    reason). Returns their counts and ``failed`` / ``interrupted``: label -> reason."""
     failed: dict[str, str] = {}
+    interrupted: dict[str, str] = {}
+    not_started: list[str] = []
     completed = 0
     for i, t in enumerate(trials):
         meta = read_meta(t.run_dir)
         if meta.get("status") == "completed" and i not in errors:
             completed += 1
             continue
+        if meta.get("status") == "interrupted":
+            done = f"iteration {meta.get('iterations_done', '?')} of {meta.get('iterations', '?')}"
+            interrupted[t.label] = f"{done}, {meta.get('signal') or 'signal not recorded'}"
+            continue
+        if not meta and interrupted_by is not None:
+            not_started.append(t.label)
+            continue
         reason = meta.get("failure_reason")
         if not reason and i in errors:
             reason = str(errors[i]).strip().splitlines()[-1][:300] if str(errors[i]).strip() else repr(errors[i])
         failed[t.label] = f"{meta.get('status', 'not started')}: {reason or 'no reason recorded'}"
     skipped = sum(1 for s in states.values() if s == "completed")
+    head = f"sweep interrupted by {interrupted_by}" if interrupted_by else "sweep finished"
     out(
-        f"sweep finished in {seconds:.0f}s: {completed}/{len(trials)} trials completed"
-        f" ({skipped} of them earlier), {len(failed)} not completed"
+        f"{head} in {seconds:.0f}s: {completed}/{len(trials)} trials completed ({skipped} of them earlier), "
+        f"{len(interrupted)} interrupted, {len(not_started)} not started, {len(failed)} failed"
     )
+    for label, reason in interrupted.items():
+        out(f"  INTERRUPTED {label}: {reason}")
+    for label in not_started:
+        out(f"  NOT STARTED {label}")
     for label, reason in failed.items():
         out(f"  FAILED {label}: {reason}")
-    if failed:
-        out("  (rerun with --resume to retry the trials that did not complete; finished ones are kept)")
-    return {"completed": completed, "failed": failed, "skipped": skipped, "seconds": seconds}
+    if failed or interrupted or not_started:
+        out("  (rerun with --resume to continue the trials that did not complete; finished ones are kept)")
+    return {"completed": completed, "failed": failed, "interrupted": interrupted, "not_started": not_started,
+            "interrupted_by": interrupted_by, "skipped": skipped, "seconds": seconds}  # fmt: skip
 
 
 __all__ = [

@@ -6,6 +6,7 @@ Every Ray started here is shut down even when a test fails: ``qarl sweep`` runs 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,8 +22,9 @@ import yaml
 from qarl import cli
 from qarl.config import ConfigError, configs_dir, load_yaml
 from qarl.experiment.trial import run_trial
+from qarl.sweep import embedded
 from qarl.sweep.config import load_sweep, plan_trials
-from qarl.sweep.launch import read_meta, trial_state
+from qarl.sweep.launch import _mark_interrupted, read_meta, summarize, trial_state
 
 TIMING_COLUMNS = ["wall_time", "steps_per_s"]
 SWEEPS = sorted((configs_dir() / "sweeps").glob("*.yaml"))
@@ -357,7 +359,8 @@ def test_sigkill_of_a_trial_worker_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_driver_kill_then_resume_reruns_no_finished_trial(tmp_path):
-    """SIGKILL `qarl sweep` mid-sweep; `qarl sweep --resume` finishes it without touching completed trials."""
+    """SIGKILL `qarl sweep` mid-sweep; `qarl sweep --resume` finishes it without touching completed trials, and ends
+    the processes the killed driver's embedded Ray left behind."""
     path = _write_sweep(
         tmp_path, name="drv", tasks=["dmc/cartpole-balance"], methods=["sac", "rarl"], seeds=[0, 1],
         overrides={"loop.iterations": 4, "loop.horizon": 120}, eval={"enabled": False}, checkpoint_every=1,
@@ -372,19 +375,27 @@ def test_driver_kill_then_resume_reruns_no_finished_trial(tmp_path):
 
     try:
         _wait_for(one_done_one_started, proc, "a completed trial and a checkpointed one")
+        ray_dir = embedded.root() / embedded.driver_name(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        time.sleep(2)
+        # what a killed driver leaves: its embedded Ray's agents (the next sweep ends them)
+        orphans = embedded.processes_of(ray_dir)
+        done = [t for t in trials if trial_state(t) == "completed"]
+        partial = [t for t in trials if trial_state(t).startswith("resume@")]
+        before = {
+            (t.run_dir / f): ((t.run_dir / f).stat().st_mtime_ns, (t.run_dir / f).read_bytes())
+            for t in done
+            for f in ("meta.json", "progress.parquet", "config.yaml")
+        }
+        resumed = _run_sweep([str(path), "--resume"])
+        survivors = embedded.processes_of(ray_dir)
     finally:
         _kill_session(proc)
-    done = [t for t in trials if trial_state(t) == "completed"]
-    partial = [t for t in trials if trial_state(t).startswith("resume@")]
     assert done and partial and len(done) < len(trials)
-    before = {
-        (t.run_dir / f): ((t.run_dir / f).stat().st_mtime_ns, (t.run_dir / f).read_bytes())
-        for t in done
-        for f in ("meta.json", "progress.parquet", "config.yaml")
-    }
-    resumed = _run_sweep([str(path), "--resume"])
+    assert orphans, "expected the killed driver's Ray to leave processes behind"
+    assert survivors == [], f"processes of the killed sweep's Ray outlived the resumed sweep: {survivors}"
+    assert resumed.leftover == [] and "left by an earlier embedded Ray" in resumed.stdout and not ray_dir.exists()
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"({len(done)} completed earlier)" in resumed.stdout
     assert resumed.stdout.count("completed earlier, skipped") == len(done)
@@ -394,6 +405,93 @@ def test_driver_kill_then_resume_reruns_no_finished_trial(tmp_path):
         assert read_meta(t.run_dir)["status"] == "completed"
     for t in partial:
         assert read_meta(t.run_dir)["resumed"], "an interrupted trial continues from its checkpoint"
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_sweep_records_interrupted_trials(tmp_path):
+    """SIGINT to `qarl sweep` while a trial runs: it stops, the summary says interrupted (the running trial with its
+    signal, the rest not started), meta.json says so, the exit status is 130, and `--resume` completes the sweep."""
+    path = _write_sweep(
+        tmp_path, name="int", tasks=["dmc/cartpole-balance"], methods=["sac", "rarl"], seeds=[0],
+        overrides={"loop.iterations": 30, "loop.horizon": 100}, eval={"enabled": False}, checkpoint_every=1,
+        method_overrides=None, max_concurrent=1,
+    )  # fmt: skip
+    first, second = plan_trials(load_sweep(path), path)
+    proc = _sweep_proc([str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: trial_state(first).startswith("resume@"), proc, "the first trial's first checkpoint")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        _kill_session(proc)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "sweep interrupted by SIGINT" in out and "0/2 trials completed" in out
+    assert f"INTERRUPTED {first.label}: iteration " in out and "SIGINT" in out
+    assert f"NOT STARTED {second.label}" in out and "FAILED" not in out
+    meta = read_meta(first.run_dir)
+    assert meta["status"] == "interrupted" and meta["signal"] == "SIGINT"
+    assert meta["failure_reason"] == "interrupted: the sweep received SIGINT"
+    resumed = _run_sweep([str(path), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all(read_meta(t.run_dir)["status"] == "completed" for t in (first, second))
+    assert read_meta(first.run_dir)["resumed"] and resumed.leftover == []
+
+
+def test_interrupted_trials_are_summarised_apart_from_failures(tmp_path, capsys):
+    path = _write_sweep(
+        tmp_path, name="sum", tasks=["dmc/cartpole-balance"], methods=["sac", "rarl"], seeds=[0, 1],
+        overrides={"loop.iterations": 5}, method_overrides=None,
+    )  # fmt: skip
+    done, running, failed, unstarted = plan_trials(load_sweep(path), path)
+    metas = [
+        (done, {"status": "completed"}),
+        (running, {"status": "running", "iterations_done": 2, "iterations": 5}),
+        (failed, {"status": "failed", "failure_reason": "boom", "finished": "2000-01-01T00:00:00+00:00"}),
+    ]
+    for t, meta in metas:
+        t.run_dir.mkdir(parents=True)
+        (t.run_dir / "meta.json").write_text(json.dumps(meta))
+    _mark_interrupted([done, running, failed, unstarted], "SIGTERM", time.time())
+    assert read_meta(running.run_dir)["status"] == "interrupted" and read_meta(running.run_dir)["signal"] == "SIGTERM"
+    assert read_meta(failed.run_dir)["status"] == "failed"  # it had failed before the signal
+    assert read_meta(done.run_dir) == {"status": "completed"} and not unstarted.run_dir.exists()
+    summary = summarize([done, running, failed, unstarted], {}, {}, 1.0, interrupted_by="SIGTERM")
+    out = capsys.readouterr().out
+    assert "sweep interrupted by SIGTERM" in out and "1/4 trials completed" in out
+    assert "1 interrupted, 1 not started, 1 failed" in out
+    assert f"INTERRUPTED {running.label}: iteration 2 of 5, SIGTERM" in out
+    assert f"NOT STARTED {unstarted.label}" in out and f"FAILED {failed.label}: failed: boom" in out
+    assert list(summary["interrupted"]) == [running.label] and summary["not_started"] == [unstarted.label]
+
+
+def test_leftovers_of_a_dead_embedded_ray_are_ended_and_nothing_else(tmp_path, monkeypatch):
+    """The processes of an embedded Ray folder whose driver is gone are ended and the folder removed; those of a
+    live driver's folder, and unrelated ones, are left alone."""
+    monkeypatch.setenv("QARL_RAY_TMPDIR", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan_dir, live_dir = embedded.root() / f"{dead.pid}-1", embedded.root() / embedded.driver_name()
+    for d in (orphan_dir, live_dir):
+        d.mkdir(parents=True)
+
+    def holding(folder: Path | None) -> subprocess.Popen:  # a process with a file open in ``folder``
+        opened = f"f = open({str(folder / 'log')!r}, 'w'); " if folder else ""
+        code = f"import time; {opened}time.sleep(60)"
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    procs = {"orphan": holding(orphan_dir), "live": holding(live_dir), "unrelated": holding(None)}
+    try:
+        time.sleep(1.0)
+        assert embedded.processes_of(orphan_dir) == [procs["orphan"].pid]
+        messages: list[str] = []
+        assert embedded.end_leftovers(messages.append) == [procs["orphan"].pid]
+        assert procs["orphan"].wait(timeout=10) is not None and "ended 1 process(es)" in messages[0]
+        assert not orphan_dir.exists() and live_dir.exists()
+        assert procs["live"].poll() is None and procs["unrelated"].poll() is None
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
 
 
 def test_multinode_cluster_runs_trials_on_both_nodes(tmp_path):
