@@ -28,9 +28,20 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
+MAX_ROOT_CHARS = 26
+"""Ray's Unix sockets live at ``<root>/<pid>-<start>/session_<date>_<time>_<pid>/sockets/plasma_store``, and a socket
+path has at most 107 bytes: the root may have at most this many characters."""
+
+
 def root() -> Path:
-    """The folder holding the embedded Rays' temporary folders."""
-    return Path(os.environ.get("QARL_RAY_TMPDIR") or tempfile.gettempdir()) / "qarl-ray"
+    """The folder holding the embedded Rays' temporary folders: ``QARL_RAY_TMPDIR``, else ``/tmp`` (short, as Ray's
+    socket paths need; the system's temporary folder where there is no ``/tmp``), then ``qarl-ray``."""
+    base = os.environ.get("QARL_RAY_TMPDIR") or ("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+    return Path(base) / "qarl-ray"
+
+
+class EmbeddedRayError(RuntimeError):
+    """The embedded Ray cannot be given its folder (reported as one line)."""
 
 
 def _start_time(pid: int) -> str | None:
@@ -117,6 +128,11 @@ def embedded_ray(log: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Around an embedded Ray's life: ends earlier leftovers, yields the temporary folder to give ``ray.init``
     (``_temp_dir``), and once the block ends (after ``ray.shutdown()``) ends whatever of its processes remain and
     removes the folder."""
+    if len(str(root())) > MAX_ROOT_CHARS:
+        raise EmbeddedRayError(
+            f"the embedded Ray's folder {root()} is too long for Ray's socket paths (at most {MAX_ROOT_CHARS} "
+            "characters); set QARL_RAY_TMPDIR to a short folder such as /tmp"
+        )
     end_leftovers(log)
     folder = root() / driver_name()
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,4 +143,4 @@ def embedded_ray(log: Callable[[str], None] | None = None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["driver_name", "embedded_ray", "end_leftovers", "processes_of", "root", "terminate"]
+__all__ = ["EmbeddedRayError", "driver_name", "embedded_ray", "end_leftovers", "processes_of", "root", "terminate"]

@@ -28,7 +28,7 @@ from typing import Any
 from qarl.experiment import rundir
 from qarl.experiment.trial import TrialConfig, parse_trial_config, run_trial
 from qarl.sweep.config import PlannedTrial, SweepConfig, check_storage
-from qarl.sweep.embedded import embedded_ray
+from qarl.sweep.embedded import EmbeddedRayError, embedded_ray
 from qarl.training.checkpoint import list_checkpoints
 
 # Tune result keys copied from a progress row (the rest of the row stays in progress.parquet).
@@ -390,6 +390,8 @@ def run_sweep(
                 }
             finally:
                 ray.shutdown()
+    except EmbeddedRayError as exc:
+        raise SweepError(str(exc)) from None
     except KeyboardInterrupt:  # a second signal, or one before Tune's loop: record what was cut short, then stop
         _mark_interrupted(trials, stop.signal or "SIGINT", stop.at)
         summarize(trials, errors, states, time.perf_counter() - t0, out, interrupted_by=stop.signal or "SIGINT")

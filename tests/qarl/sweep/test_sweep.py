@@ -437,6 +437,53 @@ def test_ctrl_c_mid_sweep_records_interrupted_trials(tmp_path):
     assert read_meta(first.run_dir)["resumed"] and resumed.leftover == []
 
 
+@pytest.mark.slow
+def test_soak_random_kills_and_resumes_end_identical_with_no_stray_process(tmp_path, monkeypatch):
+    """A smoke sweep SIGKILLed at 10 random moments (driver only: its Ray is left to the next start) and resumed each
+    time ends with every trial's progress and evaluation equal to undisturbed runs', and no process of any of its
+    embedded Rays left."""
+    import random
+    import tempfile
+
+    path = _write_sweep(
+        tmp_path, name="soak", tasks=["dmc/cartpole-balance"], methods=["sac", "rarl"], seeds=[0, 1],
+        overrides={"loop.iterations": 4, "loop.horizon": 60}, checkpoint_every=1, method_overrides=None,
+        eval={"enabled": True, "policy_modes": ["deterministic"], "grid_points": 2},
+    )  # fmt: skip
+    trials = plan_trials(load_sweep(path), path)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="qr", dir="/tmp"))  # short: Ray's socket paths have at most 107 bytes
+    monkeypatch.setenv("QARL_RAY_TMPDIR", str(ray_tmp))  # this test's embedded Rays only
+    rng, drivers, t0 = random.Random(20261202), [], time.perf_counter()
+    try:
+        for k in range(10):
+            proc = _sweep_proc([str(path), *(["--resume"] if k else [])], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+            drivers.append(proc)
+            time.sleep(rng.uniform(2.0, 14.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        final = _run_sweep([str(path), "--resume"], timeout=400)
+        # before the sessions are killed below: what the sweeps themselves left
+        left = {d.name: embedded.processes_of(d) for d in embedded.root().glob("*")}
+    finally:
+        for proc in drivers:
+            _kill_session(proc)
+    assert left == {}, f"embedded Ray folders left (with their processes): {left}"
+    ray_tmp.joinpath("qarl-ray").rmdir()
+    ray_tmp.rmdir()
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    assert final.leftover == []
+    for t in trials:
+        assert read_meta(t.run_dir)["status"] == "completed"
+        direct = tmp_path / "direct" / t.label.replace("/", "_").replace(" ", "_")
+        run_trial(t.config, run_dir=direct, log=lambda m: None)
+        pd.testing.assert_frame_equal(_progress(direct), _progress(t.run_dir), check_exact=True)
+        evals = [pd.read_parquet(d / "eval.parquet") for d in (direct, t.run_dir)]
+        pd.testing.assert_frame_equal(*evals)
+    print(f"soak: 10 kills and resumes, then completion, in {time.perf_counter() - t0:.0f}s")
+
+
 def test_interrupted_trials_are_summarised_apart_from_failures(tmp_path, capsys):
     path = _write_sweep(
         tmp_path, name="sum", tasks=["dmc/cartpole-balance"], methods=["sac", "rarl"], seeds=[0, 1],
