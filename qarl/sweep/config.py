@@ -332,7 +332,10 @@ def plan_trials(sweep: SweepConfig, config_file: str | os.PathLike[str] | None =
     prefix = f"{os.fspath(config_file)}: " if config_file is not None else ""
     scales = load_yaml(configs_dir() / "scales.yaml")
     try:
-        from_dict(EvalConfig, merge((scales.get(sweep.scale) or {}).get("eval") or {}, sweep.eval), "eval")
+        evaluation = merge((scales.get(sweep.scale) or {}).get("eval") or {}, sweep.eval)
+        if isinstance(evaluation.get("worst_case_bound"), Mapping):  # relative ({b50: x}): resolved per trial below
+            evaluation["worst_case_bound"] = None
+        from_dict(EvalConfig, evaluation, "eval")
     except ConfigError as exc:
         raise ConfigError(f"{prefix}{exc}") from None
     planned = []

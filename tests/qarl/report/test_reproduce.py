@@ -3,8 +3,6 @@ of completed runs, `--list`, the paper-scale budgets and the errors."""
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import pytest
 
@@ -18,10 +16,10 @@ ALL = list(FIGURES)
 def smoke(tmp_path_factory):
     """Every figure reproduced at smoke scale into one folder (figures sharing a sweep share its runs)."""
     out = tmp_path_factory.mktemp("figures")
-    codes, t0 = {}, time.perf_counter()
+    codes = {}
     for name in ALL:
         codes[name] = main(["reproduce", name, "--scale", "smoke", "--out", str(out)])
-    return out, codes, time.perf_counter() - t0
+    return out, codes, None
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -59,11 +57,12 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     assert set(critics.method) == {"rarl", "qarl"} and critics["mean"].notna().all()
     ablation = pd.read_csv(fig / "qarl-ablation" / "ablation.csv")
     assert set(ablation.method) == {"qarl", "qarl_linear", "qarl_point", "qarl_single", "qarl_homogeneous"}
-
-
-def test_smoke_figures_total_time(smoke):
-    _, _, seconds = smoke
-    assert seconds < 300, f"every figure at smoke scale took {seconds:.0f}s (budget: 5 minutes)"
+    verdicts = pd.read_csv(fig / "robust-small" / "verdicts.csv")
+    assert len(verdicts) == 5 * 3 and (verdicts.verdict == "inconclusive").all()  # 2 seeds each: never decisive
+    scores = pd.read_csv(fig / "robust-small" / "scores.csv")
+    assert len(scores) == 4 * 2 and scores[["nominal", "worst_case", "grid_mean"]].notna().all().all()
+    configs = [(p / "config.yaml").read_text() for p in (fig / "runs" / "robust-small").rglob("seed=*")]
+    assert len(configs) == 8 and all("strength:" in c for c in configs)  # bounds resolved from the calibration
 
 
 def test_completed_runs_are_reused_not_rerun(smoke, capsys):
