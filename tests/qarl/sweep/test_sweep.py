@@ -541,6 +541,7 @@ def test_leftovers_of_a_dead_embedded_ray_are_ended_and_nothing_else(tmp_path, m
             p.wait()
 
 
+@pytest.mark.slow
 def test_multinode_cluster_runs_trials_on_both_nodes(tmp_path):
     """A real head and a second node (separate raylet processes); `qarl sweep --address` spreads trials over both."""
     from ray.cluster_utils import Cluster
