@@ -206,6 +206,8 @@ def load_evals(
             "versions": dict(meta.get("versions") or {}),
             "task_version": None,
             "adversary_bound": (config.get("loop") or {}).get("adversary_bound"),
+            "worst_case_bound": (config.get("eval") or {}).get("worst_case_bound"),
+            "strength": dict(config.get("strength") or {}),
         }
         records.append(record)
         if status != "completed":
@@ -512,6 +514,24 @@ def _versions_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines or ["- (no versions recorded)"]
 
 
+def strength_text(records: list[dict[str, Any]], task: str) -> str:
+    """The adversary strength of a task's completed runs, in words: the trial's bound, the worst-case adversary's
+    bound and, where given relative to the calibration, b50 (e.g. "adversary bound 0.2308 N (0.5 b50, b50 0.4616 N);
+    worst-case bound 0.4616 N (1 b50)")."""
+    runs = [r for r in records if str(r["task"]) == task and r["status"] == "completed"]
+
+    def one(key: str, strength_key: str) -> str:
+        values = sorted({str(r[key]) for r in runs if r.get(key) is not None})
+        rel = sorted({f"{(r['strength'].get(strength_key) or {}).get('b50'):g} b50, b50 "
+                      f"{(r['strength'].get(strength_key) or {}).get('task_b50'):g} N"
+                      for r in runs if (r.get("strength") or {}).get(strength_key)})  # fmt: skip
+        return (", ".join(values) + " N" if values else "") + (f" ({'; '.join(rel)})" if rel else "")
+
+    trial = one("adversary_bound", "loop.adversary_bound") or "the task's default"
+    worst = one("worst_case_bound", "eval.worst_case_bound") or "the trial's bound"
+    return f"adversary bound {trial}; worst-case adversary bound {worst}"
+
+
 def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], command: str, pngs: list[Path]) -> str:
     settings = tables["settings"].iloc[0]
     main, per_seed = tables["main"], tables["per_seed"]
@@ -539,6 +559,7 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
     for task, block in main.groupby("task", sort=True):
         versions = sorted({str(r["task_version"]) for r in records if r["task"] == task and r["task_version"]})
         md += [f"## {task}" + (f" ({', '.join(versions)})" if versions else ""), ""]
+        md += [f"Strength: {strength_text(records, task)}.", ""]
         scales = {s for s in block["scale"].dropna() for s in str(s).split(",")}
         if len(scales) > 1:
             md += [
@@ -722,14 +743,13 @@ def _html(
     for k, (task, block) in enumerate(main.groupby("task", sort=True)):
         runs = [r for r in records if str(r["task"]) == task and r["status"] == "completed"]
         scales = sorted({str(r["scale"]) for r in runs if r["scale"] is not None})
-        bounds = sorted({str(r["adversary_bound"]) for r in runs if r.get("adversary_bound") is not None})
         seeds_all = sorted({int(r["seed"]) for r in runs})
         versions = sorted({str(r["task_version"]) for r in records if r["task"] == task and r["task_version"]})
         parts.append(f'<h2 id="task-{k}">{esc(task)}{" (" + esc(", ".join(versions)) + ")" if versions else ""}</h2>')
         parts.append(
             f'<p class="meta">Scale {esc(", ".join(scales) or "n/a")}; '
             f"seeds {esc(', '.join(map(str, seeds_all)) or 'none')}"
-            + (f"; adversary bound {esc(', '.join(bounds))} N" if bounds else "; adversary bound: the task's default")
+            + f"; {esc(strength_text(records, task))}"
             + ('; <span class="warn">runs of different scales are compared here</span>' if len(scales) > 1 else "")
             + "</p>"
         )

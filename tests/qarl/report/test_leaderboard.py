@@ -411,3 +411,20 @@ def test_default_policy_mode_uses_what_the_runs_have_and_says_so(tmp_path: Path)
     assert "no stochastic-policy episodes" in (tmp_path / "board" / "leaderboard.html").read_text()
     with pytest.raises(LeaderboardError, match="no eval rows with policy_mode 'stochastic'"):
         main_leaderboard([tmp_path / "runs"], tmp_path / "board2", policy_mode="stochastic")
+
+
+def test_each_task_states_its_adversary_strength():
+    from qarl.report.leaderboard import strength_text
+
+    rel = {"loop.adversary_bound": {"b50": 0.5, "task_b50": 0.4616}, "eval.worst_case_bound": {"b50": 1.0,
+           "task_b50": 0.4616}}  # fmt: skip
+    records = [
+        {"task": "a", "status": "completed", "adversary_bound": 0.2308, "worst_case_bound": 0.4616, "strength": rel},
+        {"task": "a", "status": "failed", "adversary_bound": 9.0, "worst_case_bound": None, "strength": {}},
+        {"task": "b", "status": "completed", "adversary_bound": None, "worst_case_bound": None, "strength": {}},
+    ]
+    assert strength_text(records, "a") == (
+        "adversary bound 0.2308 N (0.5 b50, b50 0.4616 N); worst-case adversary bound 0.4616 N (1 b50, b50 0.4616 N)"
+    )
+    default = "adversary bound the task's default; worst-case adversary bound the trial's bound"
+    assert strength_text(records, "b") == default
