@@ -455,6 +455,9 @@ def _mark_interrupted(trials: Sequence[PlannedTrial], sig: str, at: float | None
             status in ("failed", "interrupted") and str(meta.get("finished") or "") >= since
         )
         if meta and cut:
+            if "iterations_done" not in meta:  # the worker ended before writing it: the progress rows say
+                progress = t.run_dir / rundir.PROGRESS_FILE
+                meta["iterations_done"] = len(rundir.read_progress(t.run_dir)) if progress.exists() else 0
             meta.update(status="interrupted", signal=sig, failure_reason=f"interrupted: the sweep received {sig}",
                         finished=meta.get("finished") if status != "running" else since)  # fmt: skip
             rundir.write_meta(t.run_dir, meta)

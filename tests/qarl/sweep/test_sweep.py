@@ -492,12 +492,13 @@ def test_interrupted_trials_are_summarised_apart_from_failures(tmp_path, capsys)
     done, running, failed, unstarted = plan_trials(load_sweep(path), path)
     metas = [
         (done, {"status": "completed"}),
-        (running, {"status": "running", "iterations_done": 2, "iterations": 5}),
+        (running, {"status": "running", "iterations": 5}),  # iterations_done: from the progress rows
         (failed, {"status": "failed", "failure_reason": "boom", "finished": "2000-01-01T00:00:00+00:00"}),
     ]
     for t, meta in metas:
         t.run_dir.mkdir(parents=True)
         (t.run_dir / "meta.json").write_text(json.dumps(meta))
+    pd.DataFrame({"iteration": [1, 2]}).to_parquet(running.run_dir / "progress.parquet")
     _mark_interrupted([done, running, failed, unstarted], "SIGTERM", time.time())
     assert read_meta(running.run_dir)["status"] == "interrupted" and read_meta(running.run_dir)["signal"] == "SIGTERM"
     assert read_meta(failed.run_dir)["status"] == "failed"  # it had failed before the signal
