@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -224,6 +225,25 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     assert "resuming" in resumed.stderr
     full_dir = run_dir_for(tmp_path / "full", "k", "dmc/cartpole-balance", algo, 2)
     pd.testing.assert_frame_equal(_progress(full_dir), _progress(run_dir), check_exact=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_records_interrupted_with_its_name(tmp_path, sig):
+    """SIGTERM or SIGINT to `qarl train`: meta.json says interrupted, with the signal; exit status 130."""
+    args = ["train", "--task", "dmc/cartpole-balance", "--method", "sac", "--iterations", "200", "--out", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "qarl", *args], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = run_dir_for(tmp_path, "default", "dmc/cartpole-balance", "sac", 0)
+    deadline = time.time() + 120
+    while not (run_dir / "progress.parquet").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before the signal"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert meta["status"] == "interrupted" and meta["signal"] == sig.name
+    assert meta["failure_reason"] == f"interrupted by {sig.name}" and meta["iterations_done"] >= 1
 
 
 def test_existing_run_is_never_overwritten(tmp_path):
