@@ -172,6 +172,12 @@ def calibrate(
         bounds = ladder(float(np.max(default_bound(p.trainer.task_id))), fractions)
         for f, b in zip(fractions, bounds, strict=True):
             jobs.append((p, dataclasses.replace(cfg, nominal_episodes=n), mode, n, float(f), b))
+    settings = sorted({(j[1].worst_case_steps, j[3], j[2]) for j in jobs})
+    if len(settings) > 1:  # one calibration, one budget: else its points would not be comparable
+        raise CalibrationError(
+            f"the protagonists' evaluation settings differ (worst-case steps, episodes, policy mode: {settings}); "
+            "give worst_case_steps, episodes and policy_mode"
+        )
     todo = [j for j in jobs if not _have(done, j)]
     t0 = time.perf_counter()
     for k, (p, cfg, mode, n, f, b) in enumerate(todo, 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -153,8 +154,6 @@ def test_trial_config_holds_the_absolute_bound_and_meta_records_it(table_file, t
 
 
 def dataclasses_replace_eval(config):
-    import dataclasses
-
     return dataclasses.replace(config, eval=dataclasses.replace(config.eval, enabled=False))
 
 
@@ -206,5 +205,11 @@ def test_qarl_calibrate_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert main(args[:-3]) == 0
     assert "3 of 3 points reused" in capsys.readouterr().err
+    other = run_dir_for(tmp_path, "p", "dmc/cartpole-balance", "sac", 4)
+    config4 = dataclasses_replace_eval(resolve_config("dmc/cartpole-balance", "sac", 4, "smoke"))
+    config4 = dataclasses.replace(config4, eval=dataclasses.replace(config4.eval, worst_case_steps=77))
+    run_trial(config4, run_dir=other, iterations=1, log=lambda m: None)
+    assert main(["calibrate", "dmc/cartpole-balance", "--runs", str(run_dir), str(other), "--out", str(out)]) == 2
+    assert "evaluation settings differ" in capsys.readouterr().err
     assert main(["calibrate", "dmc/walker-stand", "--runs", str(run_dir), "--out", str(out)]) == 2
     assert "hold runs of ['dmc/cartpole-balance'], not dmc/walker-stand" in capsys.readouterr().err
