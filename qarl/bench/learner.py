@@ -8,6 +8,10 @@
 - updates/s of stable-baselines3's ``SAC.train`` at the QARL settings (``QSAC`` with ``fast_update=False``, whose
   ``train`` is ``SAC.train``; the subclass only keeps the actor at lr 1e-4 and critic/temperature at 3e-4);
 - updates/s of the suite's learner (``QSAC`` with the default ``fast_update=True``, :mod:`qarl.sac.fast`);
+- where sbx-rl is installed (``pip install -e ".[bench]"``), updates/s of its JAX SAC at the same settings (3x256
+  actor and twin critics, batch 256, actor lr 1e-4, critic lr 3e-4, learned temperature from 0.005), driven as the
+  two-player loop drives a learner (one ``train`` call per update) and with 64 jitted updates per call; XLA is
+  held to one thread (``XLA_FLAGS``, set before JAX loads unless already set), as torch is;
 
 then prints, per learner, the FLOP of one update, GFLOP/s, the fraction of the limit and the ratio to SB3, and
 finally the time of the fast update's matmul calls alone (:func:`record_matmuls` records them during one step with
@@ -159,11 +163,56 @@ def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int
     return model
 
 
-def _updates_per_s(model: Any, updates: int, batch_size: int) -> float:
+SBX_PER_CALL = 64
+"""Updates per ``train`` call of the second sbx-rl row (a jitted scan over them)."""
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def sbx_available() -> bool:
+    """Whether sbx-rl (and so JAX) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("sbx") is not None
+
+
+def _sbx_learner(obs_dim: int, act_dim: int, transitions: int, seed: int) -> Any:
+    """sbx-rl's SAC at the QARL settings with a replay buffer of the same kind of random transitions."""
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", XLA_ONE_THREAD)  # read once, when JAX loads
+    import gymnasium as gym
+    from sbx import SAC
+
+    class Spaces(gym.Env):  # the spaces only: the benchmark never steps it
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+
+    model = SAC("MlpPolicy", Spaces(), learning_rate=1e-4, qf_learning_rate=3e-4, batch_size=256,
+                buffer_size=max(transitions, 10_000), learning_starts=0, ent_coef="auto_0.005",
+                policy_kwargs={"net_arch": [256, 256, 256]}, seed=seed, device="cpu")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    buf = model.replay_buffer
+    buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.next_observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.actions[:transitions, 0] = rng.uniform(-1, 1, size=(transitions, act_dim))
+    buf.rewards[:transitions, 0] = rng.normal(size=transitions)
+    buf.dones[:transitions, 0] = rng.random(transitions) < 0.01
+    buf.pos = transitions
+    model._logger = _null_logger()
+    return model
+
+
+def _null_logger() -> Any:
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
+def _updates_per_s(model: Any, updates: int, batch_size: int, per_call: int = 1) -> float:
     t0 = time.perf_counter()
-    for _ in range(updates):  # one gradient step per call, as the two-player loop drives it
-        model.train(gradient_steps=1, batch_size=batch_size)
-    return updates / (time.perf_counter() - t0)
+    for _ in range(max(1, updates // per_call)):  # per_call 1: one gradient step per call, as the loop drives it
+        model.train(gradient_steps=per_call, batch_size=batch_size)
+    return max(1, updates // per_call) * per_call / (time.perf_counter() - t0)
 
 
 def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str, Any]:
@@ -176,8 +225,17 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         "stable-baselines3 SAC.train": _learner(False, obs_dim, act_dim, 10_000, seed),
         "qarl fast update": _learner(True, obs_dim, act_dim, 10_000, seed),
     }
-    for model in learners.values():  # warm-up: allocations, the fast path's layout, optimiser state
-        _updates_per_s(model, 5, batch)
+    per_call = {name: 1 for name in learners}
+    if sbx_available():
+        sbx = _sbx_learner(obs_dim, act_dim, 10_000, seed)
+        learners["sbx-rl SAC (JAX), 1 per call"] = sbx
+        learners[f"sbx-rl SAC (JAX), {SBX_PER_CALL} per call"] = sbx
+        per_call["sbx-rl SAC (JAX), 1 per call"] = 1
+        per_call[f"sbx-rl SAC (JAX), {SBX_PER_CALL} per call"] = SBX_PER_CALL
+    else:
+        print("sbx-rl is not installed (pip install -e \".[bench]\"): its rows are left out", file=sys.stderr)
+    for name, model in learners.items():  # warm-up: allocations, the fast path's layout, JAX's compilation
+        _updates_per_s(model, 5 * per_call[name], batch, per_call[name])
     kernels = [f"matmul {k}" for k in MATMUL_KERNELS]
     runs: dict[str, list[float]] = {**{k: [] for k in kernels}, **{k: [] for k in learners}}
     names = list(learners)
@@ -185,7 +243,8 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         for kernel in MATMUL_KERNELS:
             runs[f"matmul {kernel}"].append(matmul_gflops(kernel=kernel))
         for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
-            runs[name].append(_updates_per_s(learners[name], updates, batch))
+            n = max(updates, per_call[name])
+            runs[name].append(_updates_per_s(learners[name], n, batch, per_call[name]))
         print(
             f"  round {r + 1}/{rounds}: "
             + ", ".join(f"{k} {runs[k][-1]:6.1f} GFLOP/s" for k in kernels)
@@ -211,7 +270,7 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
         + f" GFLOP/s): {limit:.1f} GFLOP/s = {limit * 1e9 / per_update:.1f} updates/s at the required FLOP"
     )
     header = f"{'updates/s':>10s} {'ms/update':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs SB3':>7s}"
-    print(f"{'learner':30s} {header}  runs")
+    print(f"{'learner':34s} {header}  runs")
     base = statistics.median(runs[names[0]])
     summary: dict[str, Any] = {"matmul_gflops": limit, "matmul_kernels": rates, "flops": flops, "runs": runs,
                                "learners": {}}
@@ -225,9 +284,16 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
             "vs_sb3": ups / base,
         }
         print(
-            f"{name:30s} {ups:10.1f} {1000 / ups:10.2f} {gflops:8.1f} {gflops / limit:9.1%} {ups / base:6.2f}x  "
+            f"{name:34s} {ups:10.1f} {1000 / ups:10.2f} {gflops:8.1f} {gflops / limit:9.1%} {ups / base:6.2f}x  "
             + " ".join(f"{x:.1f}" for x in runs[name])
         )
+    peers = [n for n in names if n.startswith("sbx-rl")]
+    for peer in peers:
+        ratio = summary["learners"]["qarl fast update"]["updates_per_s"] / summary["learners"][peer]["updates_per_s"]
+        summary["learners"]["qarl fast update"][f"vs {peer}"] = ratio
+        print(f"qarl fast update vs {peer}: {ratio:.2f}x")
+    if peers:
+        print(f"XLA_FLAGS: {__import__('os').environ.get('XLA_FLAGS')}")
     # The same matmul calls alone, replayed in order on the fast update's own tensors: the update's other work
     # (element-wise operations, Adam, sampling, Python) and its cache misses removed, the most it could reach here.
     fast = learners[names[1]]._fast

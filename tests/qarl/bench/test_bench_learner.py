@@ -73,14 +73,30 @@ def test_paper_scale_counts_follow_the_players_update_rule():
     assert np.isclose(paper["updates"], 2 * 1_000_000 / 3, rtol=0.01)  # the issue's "667k gradient updates"
 
 
-def test_bench_update_runs(capsys):
+def test_bench_update_runs(capsys, monkeypatch):
+    import qarl.bench.learner as bench
+
+    monkeypatch.setattr(bench, "sbx_available", lambda: False)  # the peer's rows: test_bench_update_with_sbx
     assert main(["bench", "update", "--rounds", "1", "--updates", "2"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "sbx-rl is not installed" in captured.err and "sbx-rl SAC" not in captured.out
+    out = captured.out
     assert out.startswith("# qarl bench update\n") and provenance.cpu_model() in out  # the shared header first
     assert "FLOP per update: 1.114 GFLOP required by the algorithm" in out
     assert "qarl fast update" in out and "stable-baselines3 SAC.train" in out and "of limit" in out
     assert "matmul calls alone (1.114 GFLOP), replayed in order" in out
     assert main(["bench", "update", "--rounds", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_update_with_sbx(capsys):
+    """With sbx-rl installed (`pip install -e ".[bench]"`), its SAC is measured beside the suite's and the ratio
+    printed."""
+    pytest.importorskip("sbx")
+    assert main(["bench", "update", "--rounds", "1", "--updates", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "sbx-rl SAC (JAX), 1 per call" in out and "sbx-rl SAC (JAX), 64 per call" in out
+    assert "qarl fast update vs sbx-rl SAC (JAX), 1 per call: " in out and "XLA_FLAGS: " in out
 
 
 @pytest.mark.slow
