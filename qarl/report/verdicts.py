@@ -161,6 +161,10 @@ def write_verdicts(runs: Sequence[Any], out: Path, policy_mode: str = "stochasti
     evals, _ = F._evals(done, policy_mode)
     scores = run_scores(evals)
     table = verdict_table(scores, n_boot=n_boot)
+    if table.empty:
+        methods = sorted(scores["method"].unique())
+        raise F.FigureError(f"the verdicts need completed runs of both methods of a claim on a task; the runs have "
+                            f"{methods} (claims: {', '.join(f'{x} > {y}' for x, y in CLAIMS)})")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "verdicts.md", out / "verdicts.csv", out / "verdicts.png", out / "scores.csv", out / "scores.png"]
     table.to_csv(paths[1], index=False)

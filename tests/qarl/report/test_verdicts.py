@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,3 +76,16 @@ def test_verdict_table_rows():
     both = grid.loc[("qarl > sac", "all")]
     assert both["poi"] == 0.5 and both["verdict"] == "inconclusive"
     assert (table.n_x == 5).all() and (table.n_y == 5).all()
+
+
+def test_one_method_alone_is_a_clear_error(tmp_path):
+    from qarl.report.figures import FigureError, load_runs
+    from qarl.report.verdicts import write_verdicts
+
+    root = Path(__file__).resolve().parents[3] / "results" / "figures" / "small" / "runs" / "robust-small"
+    runs = sorted(root.rglob("eval.parquet"))
+    if not runs:
+        pytest.skip("no committed robust-small runs")
+    sac = [p.parent for p in runs if "/sac/" in str(p)]
+    with pytest.raises(FigureError, match="need completed runs of both methods of a claim"):
+        write_verdicts(load_runs(sac), tmp_path)
