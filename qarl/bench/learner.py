@@ -142,6 +142,17 @@ def replay_seconds(calls: Sequence[tuple[Any, tuple, dict, int]], repeats: int =
     return best
 
 
+def _fill_replay(buf: Any, obs_dim: int, act_dim: int, transitions: int, seed: int) -> None:
+    """``transitions`` random transitions in a stable-baselines3 replay buffer (one environment)."""
+    rng = np.random.default_rng(seed)
+    buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.next_observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
+    buf.actions[:transitions, 0] = rng.uniform(-1, 1, size=(transitions, act_dim))
+    buf.rewards[:transitions, 0] = rng.normal(size=transitions)
+    buf.dones[:transitions, 0] = rng.random(transitions) < 0.01
+    buf.pos = transitions
+
+
 def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int, device: str = "cpu") -> Any:
     """A QSAC at the QARL settings with a replay buffer of random transitions."""
     from gymnasium import spaces
@@ -152,14 +163,7 @@ def _learner(fast: bool, obs_dim: int, act_dim: int, transitions: int, seed: int
     obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
     model = make_sac(SACConfig(fast_update=fast), obs_space, act_space, device=device)
-    rng = np.random.default_rng(seed)
-    buf = model.replay_buffer
-    buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
-    buf.next_observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
-    buf.actions[:transitions, 0] = rng.uniform(-1, 1, size=(transitions, act_dim))
-    buf.rewards[:transitions, 0] = rng.normal(size=transitions)
-    buf.dones[:transitions, 0] = rng.random(transitions) < 0.01
-    buf.pos = transitions
+    _fill_replay(model.replay_buffer, obs_dim, act_dim, transitions, seed)
     return model
 
 
@@ -190,14 +194,7 @@ def _sbx_learner(obs_dim: int, act_dim: int, transitions: int, seed: int) -> Any
     model = SAC("MlpPolicy", Spaces(), learning_rate=1e-4, qf_learning_rate=3e-4, batch_size=256,
                 buffer_size=max(transitions, 10_000), learning_starts=0, ent_coef="auto_0.005",
                 policy_kwargs={"net_arch": [256, 256, 256]}, seed=seed, device="cpu")  # fmt: skip
-    rng = np.random.default_rng(seed)
-    buf = model.replay_buffer
-    buf.observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
-    buf.next_observations[:transitions, 0] = rng.normal(size=(transitions, obs_dim))
-    buf.actions[:transitions, 0] = rng.uniform(-1, 1, size=(transitions, act_dim))
-    buf.rewards[:transitions, 0] = rng.normal(size=transitions)
-    buf.dones[:transitions, 0] = rng.random(transitions) < 0.01
-    buf.pos = transitions
+    _fill_replay(model.replay_buffer, obs_dim, act_dim, transitions, seed)
     model._logger = _null_logger()
     return model
 
