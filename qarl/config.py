@@ -432,10 +432,11 @@ def configs_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "configs"
 
 
-def dump_yaml(data: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``data`` with ``yaml.safe_dump(sort_keys=False)``, atomically: a reader sees the old file or the new one.
+def dump_yaml(data: Mapping[str, Any], path: str | os.PathLike[str], header: str = "") -> None:
+    """Write ``data`` with ``yaml.safe_dump(sort_keys=False)`` after ``header`` (e.g. comment lines), atomically: a
+    reader sees the old file or the new one.
 
     The text is produced before any file is touched, so data ``safe_dump`` cannot represent leaves nothing behind.
     """
     text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
-    atomic_write_text(path, text)
+    atomic_write_text(path, header + text)

@@ -26,6 +26,7 @@ import itertools
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,12 +165,12 @@ def calibrate(
     jobs, tasks = [], {p.trainer.task_id for p in protagonists}
     if len(tasks) > 1:
         raise CalibrationError(f"the protagonists play several tasks ({sorted(tasks)}): calibrate one at a time")
+    bounds = ladder(float(np.max(default_bound(tasks.pop()))), fractions) if tasks else []
     for p in protagonists:
         cfg = p.eval if worst_case_steps is None else dataclasses.replace(p.eval, worst_case_steps=worst_case_steps)
         if cfg.worst_case_steps < 1:
             raise CalibrationError(f"{p.name}: the worst-case budget is 0 steps; give worst_case_steps >= 1")
         mode, n = policy_mode or cfg.policy_modes[0], episodes or cfg.nominal_episodes
-        bounds = ladder(float(np.max(default_bound(p.trainer.task_id))), fractions)
         for f, b in zip(fractions, bounds, strict=True):
             jobs.append((p, dataclasses.replace(cfg, nominal_episodes=n), mode, n, float(f), b))
     settings = sorted({(j[1].worst_case_steps, j[3], j[2]) for j in jobs})
@@ -178,7 +179,8 @@ def calibrate(
             f"the protagonists' evaluation settings differ (worst-case steps, episodes, policy mode: {settings}); "
             "give worst_case_steps, episodes and policy_mode"
         )
-    todo = [j for j in jobs if not _have(done, j)]
+    have = _episode_counts(done)
+    todo = [j for j in jobs if have.get(_key(j[0].name, j[4], j[2], j[1].worst_case_steps), 0) != j[3]]
     t0 = time.perf_counter()
     for k, (p, cfg, mode, n, f, b) in enumerate(todo, 1):
         ep = Evaluator(p.trainer, cfg).worst_case(mode, b, episodes=n)
@@ -215,17 +217,12 @@ def _key(run_dir: Any, fraction: Any, mode: Any, steps: Any) -> tuple:
     return str(run_dir), round(float(fraction), 12), str(mode), int(steps)
 
 
-def _have(done: pd.DataFrame | None, job: tuple) -> bool:
-    """Whether ``done`` holds all ``n`` episodes of ``job``'s point."""
+def _episode_counts(done: pd.DataFrame | None) -> dict[tuple, int]:
+    """Episodes per measured point (:func:`_key`) in ``done``."""
     if done is None or done.empty:
-        return False
-    p, cfg, mode, n, f, _ = job
-    want = _key(p.name, f, mode, cfg.worst_case_steps)
-    keys = [
-        _key(*k)
-        for k in zip(done["run_dir"], done["fraction"], done["policy_mode"], done["worst_case_steps"], strict=True)
-    ]
-    return sum(k == want for k in keys) == n
+        return {}
+    cols = ("run_dir", "fraction", "policy_mode", "worst_case_steps")
+    return dict(Counter(_key(*k) for k in zip(*(done[c] for c in cols), strict=True)))
 
 
 def default_bound(task: str) -> np.ndarray:
@@ -250,14 +247,11 @@ def load_table(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any
 
 def write_entry(task: str, entry: Mapping[str, Any], path: str | os.PathLike | None = None) -> Path:
     """Set ``task``'s entry of the table (the other tasks' entries kept), atomically."""
-    from qarl.files import atomic_write_text
-
     path = Path(path) if path is not None else table_path()
     table = load_table(path)
     table[task] = dict(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dump_yaml(dict(sorted(table.items())), path)
-    atomic_write_text(path, TABLE_HEADER + path.read_text())
+    dump_yaml(dict(sorted(table.items())), path, header=TABLE_HEADER)
     return path
 
 
