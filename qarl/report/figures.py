@@ -5,13 +5,12 @@ Each function reads run directories (docs/results.md: ``config.yaml``, ``meta.js
 scale, seeds, methods, tasks and package versions of the runs it was drawn from, and lists runs that did not complete
 (they are never averaged). Nothing is drawn from data other than the runs given.
 
-Statistics: "mean and 95% t-interval" is the mean over seeds with the half-width ``t(0.975, n - 1) * s / sqrt(n)``;
-"spread over seeds" is the standard deviation over seeds (ddof 1). Both are NaN for a single seed.
+Statistics: one convention with the leaderboard, from rliable (:mod:`qarl.report.stats`): the IQM over seeds with its
+95% stratified bootstrap interval, no interval below the seed minimum (5).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,12 @@ import numpy as np
 import pandas as pd
 
 from qarl.experiment import rundir
+from qarl.report import stats as qstats
+
+_CONVENTION = (
+    f"IQM over seeds with its {qstats.CONFIDENCE:.0%} stratified bootstrap interval, rliable's; no interval with "
+    f"fewer than {qstats.MIN_SEEDS} seeds"
+)
 
 FIGURE_DPI = 110
 
@@ -85,27 +90,34 @@ def _completed(runs: list[Run], need: str) -> list[Run]:
     return done
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval) over seeds; the half-width is NaN for fewer than two values."""
-    from scipy import stats
+def iqm_band(table: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IQM, low, high) over the columns (seeds) of each row of ``table`` (e.g. one row per iteration): rliable's IQM
+    with its 95% stratified bootstrap interval (:mod:`qarl.report.stats`); NaN bounds below the seed minimum. Rows
+    where some seeds have no value use the seeds that have one."""
+    values = table.to_numpy(dtype=float)
+    if values.size == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    complete = np.isfinite(values).all(axis=1)
+    point, low, high = np.full(len(values), np.nan), np.full(len(values), np.nan), np.full(len(values), np.nan)
+    if complete.any():  # one bootstrap for every complete row, as rliable's curves are computed
+        p, lo, hi = qstats.iqm_curve(values[complete].T[:, None, :], n_boot, seed)
+        point[complete], low[complete], high[complete] = p, lo, hi
+    for i in np.flatnonzero(~complete):
+        row = values[i][np.isfinite(values[i])]
+        if len(row):
+            point[i], low[i], high[i] = qstats.iqm_interval(row, n_boot, seed)
+    return point, low, high
 
-    x = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan
-    if len(x) < 2:
-        return float(x.mean()), math.nan
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
-
-def _band(ax: Any, table: pd.DataFrame, **plot_kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Plot the mean over the columns (seeds) of each row of ``table`` with its 95% t-interval as a band; returns
-    (mean, half-width) per row (half-width 0 where it is undefined)."""
-    stats = [t_interval(table.loc[i].to_numpy()) for i in table.index]
-    mean = np.array([m for m, _ in stats])
-    half = np.nan_to_num(np.array([h for _, h in stats]))
-    ax.plot(table.index, mean, **plot_kwargs)
-    ax.fill_between(table.index, mean - half, mean + half, alpha=0.2)
-    return mean, half
+def _band(ax: Any, table: pd.DataFrame, **plot_kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plot the IQM over the columns (seeds) of each row of ``table`` with its 95% interval as a band (where there
+    are enough seeds for one); returns (IQM, low, high) per row."""
+    point, low, high = iqm_band(table)
+    ax.plot(table.index, point, **plot_kwargs)
+    ok = np.isfinite(low) & np.isfinite(high)
+    if ok.any():
+        ax.fill_between(np.asarray(table.index)[ok], low[ok], high[ok], alpha=0.2)
+    return point, low, high
 
 
 def _figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.4):
@@ -196,9 +208,10 @@ def _evals(runs: list[Run], policy_mode: str) -> tuple[pd.DataFrame, list[dict[s
 def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", reference: str = "sac") -> list[Path]:
     """% change vs ``reference`` of performance (nominal return) and robustness (grid mean), per method.
 
-    Per task, a seed's % change is ``100 (x_seed - m_ref) / |m_ref|`` with ``m_ref`` the reference method's mean over
-    its seeds on that task; the table gives, per method, the mean over tasks of the per-task mean over seeds, and the
-    spread (std over seeds, averaged over tasks).
+    Per task, a seed's % change is ``100 (x_seed - m_ref) / |m_ref|`` with ``m_ref`` the reference method's IQM over
+    its seeds on that task. Per method the table gives rliable's IQM over its (seeds, tasks) matrix of % changes, on
+    the tasks where both it and the reference ran (the lowest-numbered seeds up to the smallest count per task), with
+    the stratified bootstrap interval (none below the seed minimum).
     """
     done = _completed(runs, "table1")
     evals, _ = _evals(done, policy_mode)
@@ -209,35 +222,40 @@ def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", referenc
             "nominal": block.loc[block.metric == "nominal", "return"].mean(),
             "grid_mean": block.loc[block.metric == "grid", "return"].mean(),
         })  # fmt: skip
-    ps = pd.DataFrame(per_seed)
+    ps = pd.DataFrame(per_seed).sort_values(["task", "method", "seed"])
     if reference not in set(ps["method"]):
         raise FigureError(f"table1 needs completed runs of the reference method {reference!r}")
     rows = []
     for algo in sorted(set(ps["method"])):
-        perf, rob, perf_sd, rob_sd, tasks = [], [], [], [], []
+        changes: dict[str, list[np.ndarray]] = {"performance": [], "robustness": []}
+        tasks = []
         for task in sorted(set(ps["task"])):
             ref = ps[(ps.task == task) & (ps.method == reference)]
             mine = ps[(ps.task == task) & (ps.method == algo)]
-            if ref.empty or mine.empty:
-                continue
-            p = 100 * (mine["nominal"] - ref["nominal"].mean()) / abs(ref["nominal"].mean())
-            r = 100 * (mine["grid_mean"] - ref["grid_mean"].mean()) / abs(ref["grid_mean"].mean())
-            perf.append(p.mean())
-            rob.append(r.mean())
-            perf_sd.append(p.std(ddof=1) if len(p) > 1 else math.nan)
-            rob_sd.append(r.std(ddof=1) if len(r) > 1 else math.nan)
+            refs = {col: qstats.iqm(ref[col].dropna().to_numpy()) if ref[col].notna().any() else 0.0
+                    for col in ("nominal", "grid_mean")}  # fmt: skip
+            if mine.empty or mine[["nominal", "grid_mean"]].isna().any().any() or 0.0 in refs.values():
+                continue  # no % change against a zero (or absent) reference
+            for name, col in (("performance", "nominal"), ("robustness", "grid_mean")):
+                changes[name].append(100 * (mine[col].to_numpy(dtype=float) - refs[col]) / abs(refs[col]))
             tasks.append(task)
-        rows.append({
-            "method": algo, "tasks": len(tasks), "seeds": int(ps[ps.method == algo]["seed"].nunique()),
-            "performance_pct": float(np.mean(perf)) if perf else math.nan,
-            "performance_sd": float(np.nanmean(perf_sd)) if any(np.isfinite(perf_sd)) else math.nan,
-            "robustness_pct": float(np.mean(rob)) if rob else math.nan,
-            "robustness_sd": float(np.nanmean(rob_sd)) if any(np.isfinite(rob_sd)) else math.nan,
-        })  # fmt: skip
-    table = pd.DataFrame(rows)
+        row: dict[str, Any] = {"method": algo, "tasks": len(tasks), "seeds": 0}
+        for name, cols in changes.items():
+            n = min((len(c) for c in cols), default=0)
+            row["seeds"] = n
+            if n:
+                matrix = np.stack([c[:n] for c in cols], axis=1)
+                row[f"{name}_pct"], row[f"{name}_low"], row[f"{name}_high"] = qstats.iqm_interval(matrix)
+        rows.append(row)
+    columns = ["method", "tasks", "seeds"] + [f"{n}_{p}" for n in ("performance", "robustness")
+                                              for p in ("pct", "low", "high")]  # fmt: skip
+    table = pd.DataFrame(rows).reindex(columns=columns)
     fig, axes = _figure(2)
     for ax, col, label in zip(axes[0], ("performance", "robustness"), ("nominal return", "grid mean"), strict=True):
-        ax.bar(table["method"], table[f"{col}_pct"], yerr=table[f"{col}_sd"].fillna(0), capsize=3, color="tab:blue")
+        point = table[f"{col}_pct"].to_numpy(dtype=float)
+        low, high = table[f"{col}_low"].to_numpy(dtype=float), table[f"{col}_high"].to_numpy(dtype=float)
+        yerr = np.nan_to_num(np.stack([point - low, high - point]))
+        ax.bar(table["method"], point, yerr=yerr, capsize=3, color="tab:blue")
         ax.axhline(0, color="grey", lw=1)
         ax.set_title(f"{col}: % change vs {reference} ({label})")
         ax.tick_params(axis="x", rotation=60, labelsize=7)
@@ -245,13 +263,13 @@ def table1(runs: list[Run], out: Path, policy_mode: str = "stochastic", referenc
         "QARL Table 1 form: % change vs SAC",
         runs,
         f"Per method: % change of the nominal return (performance) and of the grid-mean return (robustness) vs "
-        f"`{reference}` on the same task, {policy_mode} policy, mean over tasks; `_sd`: std over seeds.",
+        f"`{reference}`'s IQM on the same task, {policy_mode} policy; {_CONVENTION}, over seeds and tasks.",
     )
     return _write(out, "table1", fig, table, head)
 
 
 def curves(runs: list[Run], out: Path) -> list[Path]:
-    """Evaluation return vs iteration, with and without the adversary, per task and method (mean, 95% t-interval)."""
+    """Evaluation return vs iteration, with and without the adversary, per task and method (IQM and interval)."""
     done = _completed(runs, "curves")
     tasks = sorted({r.task for r in done})
     fig, axes = _figure(2, len(tasks))
@@ -266,28 +284,29 @@ def curves(runs: list[Run], out: Path) -> list[Path]:
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                 if table.isna().all().all():
                     continue  # e.g. no adversary: nothing to draw
-                mean, half = _band(ax, table, label=algo)
+                point, low, high = _band(ax, table, label=algo)
                 rows.append(
                     {
                         "task": task,
                         "metric": col,
                         "method": algo,
                         "seeds": table.shape[1],
-                        "final_mean": mean[-1],
-                        "final_ci95": half[-1] if table.shape[1] > 1 else math.nan,
+                        "final_iqm": point[-1],
+                        "final_low": low[-1],
+                        "final_high": high[-1],
                     }
                 )
             ax.set_title(f"{task}: {label}", fontsize=9)
             ax.set_xlabel("iteration")
             ax.set_ylabel("return")
             ax.legend(fontsize=7)
-    what = "Evaluation return after each iteration (mean over seeds, 95% t-interval)."
+    what = f"Evaluation return after each iteration ({_CONVENTION})."
     head = _provenance("Learning curves", runs, what)
     return _write(out, "curves", fig, pd.DataFrame(rows), head)
 
 
 def temperature(runs: list[Run], out: Path) -> list[Path]:
-    """The QARL teacher's mean temperature (alpha) and kappa per iteration (mean and 95% t-interval over seeds)."""
+    """The QARL teacher's mean temperature (alpha) and kappa per iteration (IQM over seeds and its interval)."""
     done = [r for r in _completed(runs, "temperature") if "teacher_kappa" in r.progress.columns]
     if not done:
         raise FigureError("temperature needs completed runs of a method with a teacher (teacher_kappa column)")
@@ -298,16 +317,17 @@ def temperature(runs: list[Run], out: Path) -> list[Path]:
             mine = [r for r in done if r.task == task and r.method == algo]
             for ax, col in zip(axes[0], ("alpha_mean", "teacher_kappa"), strict=True):
                 table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
-                mean, half = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
-                for it, m, h in zip(table.index, mean, half, strict=True):
+                point, low, high = _band(ax, table, marker="o", ms=3, label=f"{algo} {task}")
+                for it, m, lo, hi in zip(table.index, point, low, high, strict=True):
                     rows.append(
                         {
                             "task": task,
                             "method": algo,
                             "iteration": int(it),
                             "column": col,
-                            "mean": m,
-                            "ci95": h if len(mine) > 1 else math.nan,
+                            "iqm": m,
+                            "low": lo,
+                            "high": hi,
                             "seeds": len(mine),
                         }
                     )
@@ -317,9 +337,10 @@ def temperature(runs: list[Run], out: Path) -> list[Path]:
         ax.set_xlabel("iteration")
         ax.legend(fontsize=7)
     table = pd.DataFrame(rows).pivot_table(index=["task", "method", "iteration", "seeds"], columns="column",
-                                           values=["mean", "ci95"]).reset_index()  # fmt: skip
+                                           values=["iqm", "low", "high"], dropna=False).reset_index()  # fmt: skip
     table.columns = ["_".join(c for c in col if c) if isinstance(col, tuple) else col for col in table.columns]
-    head = _provenance("QARL curriculum trace", runs, "The teacher's kappa and the mean sampled alpha per iteration.")
+    head = _provenance("QARL curriculum trace", runs,
+                       f"The teacher's kappa and the mean sampled alpha per iteration ({_CONVENTION}).")  # fmt: skip
     return _write(out, "temperature", fig, table, head)
 
 
@@ -361,7 +382,7 @@ def _panels(runs: list[Run], need: str, policy_mode: str, metrics: tuple[str, st
 
 
 def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: str = "sweeps") -> list[Path]:
-    """Return vs each robustness parameter alone (the 1-D sweeps), per task and method (mean, 95% t over seeds)."""
+    """Return vs each robustness parameter alone (the 1-D sweeps), per task and method (IQM over seeds, interval)."""
     fig, panels = _panels(runs, "sweeps", policy_mode, ("sweep_x", "sweep_y"))
     rows = []
     for ax, task, metric, block in panels:
@@ -371,15 +392,15 @@ def sweeps(runs: list[Run], out: Path, policy_mode: str = "stochastic", stem: st
         value = "value_x" if metric == "sweep_x" else "value_y"
         for algo, b in block.groupby("method"):
             per_seed = b.groupby([value, "seed"])["return"].mean().unstack("seed")
-            mean, half = _band(ax, per_seed, marker="o", ms=3, label=algo)
-            rows += [{"task": task, "parameter": param, "value": v, "method": algo, "mean_return": m,
-                      "ci95": h if per_seed.shape[1] > 1 else math.nan, "seeds": per_seed.shape[1]}
-                     for v, m, h in zip(per_seed.index, mean, half, strict=True)]  # fmt: skip
+            point, low, high = _band(ax, per_seed, marker="o", ms=3, label=algo)
+            rows += [{"task": task, "parameter": param, "value": v, "method": algo, "iqm_return": m,
+                      "low": lo, "high": hi, "seeds": per_seed.shape[1]}
+                     for v, m, lo, hi in zip(per_seed.index, point, low, high, strict=True)]  # fmt: skip
         ax.set_title(f"{task}: return vs {param}", fontsize=9)
         ax.set_xlabel(str(param))
         ax.set_ylabel("return")
         ax.legend(fontsize=7)
-    what = f"Return vs one parameter at a time, the others nominal ({policy_mode} policy)."
+    what = f"Return vs one parameter at a time, the others nominal ({policy_mode} policy; {_CONVENTION})."
     head = _provenance("1-D robustness sweeps", runs, what)
     return _write(out, stem, fig, pd.DataFrame(rows), head)
 
@@ -515,8 +536,8 @@ CRITIC_PLAYERS = ("protagonist", "adversary")
 
 
 def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYERS) -> list[Path]:
-    """The SAC critics' diagnostics over training per method (mean over seeds, each seed as a thin line; the table
-    adds the 95% t-interval), one row of panels per player."""
+    """The SAC critics' diagnostics over training per method (IQM over seeds, each seed as a thin line; the table
+    adds the interval), one row of panels per player."""
     done = _completed(runs, "critics")
     fig, axes = _figure(len(CRITIC_COLUMNS), nrows=len(players), width=3.6, height=3.0)
     rows = []
@@ -534,22 +555,20 @@ def critics(runs: list[Run], out: Path, players: tuple[str, ...] = CRITIC_PLAYER
                         )
                     table = pd.concat([r.progress.set_index("iteration")[col] for r in mine], axis=1)
                     table = table.dropna(how="all")
-                    # the mean over seeds, and each seed thin: with 2-3 seeds a t-interval band would hide the data
-                    stats = [t_interval(table.loc[i].to_numpy()) for i in table.index]
-                    mean = np.array([m for m, _ in stats])
-                    half = np.array([h for _, h in stats])
-                    (line,) = ax.plot(table.index, mean, marker="o", ms=3, label=f"{algo} (mean)")
+                    # the IQM over seeds, and each seed thin: with 2-3 seeds a band would hide the data
+                    point, low, high = iqm_band(table)
+                    (line,) = ax.plot(table.index, point, marker="o", ms=3, label=f"{algo} (IQM)")
                     for c in table.columns:
                         ax.plot(table.index, table[c], color=line.get_color(), lw=0.7, alpha=0.45)
-                    rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "mean": m,
-                              "ci95": h if len(mine) > 1 else math.nan, "seeds": len(mine)}
-                             for it, m, h in zip(table.index, mean, half, strict=True)]  # fmt: skip
+                    rows += [{"task": task, "method": algo, "column": col, "iteration": int(it), "iqm": m,
+                              "low": lo, "high": hi, "seeds": len(mine)}
+                             for it, m, lo, hi in zip(table.index, point, low, high, strict=True)]  # fmt: skip
             ax.set_title(f"{player}: {label}", fontsize=8)
             ax.set_xlabel("iteration")
             ax.legend(fontsize=7)
     head = _provenance("SAC critic diagnostics over training", runs,
                        "Columns `diag/<player>/...` of progress.parquet (definitions: qarl/diagnostics/neural.py); "
-                       "mean over seeds with 95% t-interval (figure: the mean, each seed a thin line).")  # fmt: skip
+                       f"{_CONVENTION} (figure: the IQM, each seed a thin line).")  # fmt: skip
     return _write(out, "critics", fig, pd.DataFrame(rows), head)
 
 

@@ -3,7 +3,8 @@
 A run directory is ``<storage>/<experiment>/<task>/<method>/seed=<k>/`` holding ``meta.json``, ``config.yaml`` and,
 once evaluated, ``eval.parquet`` (one row per evaluation episode; columns in ``REQUIRED_COLUMNS``). ``find_runs``
 finds them, ``load_evals`` reads and checks them, ``compute_leaderboard`` aggregates and ``write_leaderboard`` writes
-``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.html`` and one ``heatmap_<task>.png`` per task;
+``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.html``, one ``heatmap_<task>.png`` per task and the aggregate
+figures ``aggregate.png``, ``poi.png`` and ``profile.png``;
 ``main_leaderboard`` does all four (the ``qarl leaderboard`` command).
 
 Definitions (all on episode returns of the requested ``policy_mode`` only):
@@ -12,14 +13,17 @@ Definitions (all on episode returns of the requested ``policy_mode`` only):
   ``grid_mean`` is the mean over all of its ``grid`` episodes; a grid cell's score is the mean return of its
   episodes; ``grid_worst`` is the minimum cell score; ``bottom_decile`` is the mean of the lowest
   ``max(1, n_cells // 10)`` cell scores (the lowest 10% of cells, at least one);
-* across seeds: the IQM (interquartile mean, ``scipy.stats.trim_mean(x, 0.25)`` as in rliable) with a 95% percentile
-  bootstrap interval over seeds;
+* across seeds: the IQM (interquartile mean) with a 95% stratified bootstrap interval, both from rliable
+  (:mod:`qarl.report.stats`); no interval below ``MIN_SEEDS`` (5) seeds, which also keeps a method out of the ranks;
 * ``performance_pct`` / ``robustness_pct``: ``100 * (m - m_ref) / |m_ref|`` with m the nominal / grid-mean IQM and
   m_ref that of the reference method on the same task (the QARL paper's Table 1);
 * ``poi``: the probability of improvement over the baseline method on the task, ``P(X > Y) + 0.5 P(X = Y)`` for X a
-  per-seed grid-mean score of the method and Y one of the baseline (rliable's ``probability_of_improvement``: the
-  Mann-Whitney U statistic over ``n * m``);
-* ranking: per task the per-method IQMs are min-max normalised across the methods present, then averaged over tasks.
+  per-seed grid-mean score of the method and Y one of the baseline (rliable's ``probability_of_improvement``), with
+  rliable's stratified independent bootstrap interval;
+* ranking: rliable's aggregate IQM over tasks of scores normalised by the fixed reference scores of
+  ``configs/tasks/reference_scores.yaml`` (so adding a method never reorders the others), see ``_ranking``;
+* figures: the aggregate IQMs with intervals, the probability of improvement over the baseline and the performance
+  profile of the normalised grid mean, for the ranked methods.
 
 Runs that did not complete (failed, running, stopped, interrupted) are never averaged: they are counted and listed.
 """
@@ -36,9 +40,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from qarl.experiment import rundir
+from qarl.report import stats
 
 __all__ = [
     "METRICS",
@@ -85,7 +89,6 @@ METRIC_LABELS = {
 }
 
 POLICY_MODES = ("deterministic", "stochastic")
-CONFIDENCE_LEVEL = 0.95
 _KEYS = ["task", "method", "seed"]
 _MAX_FILES_LISTED = 5  # per differing value in a mixed-versions message, so that it stays readable
 
@@ -208,6 +211,7 @@ def load_evals(
             "adversary_bound": (config.get("loop") or {}).get("adversary_bound"),
             "worst_case_bound": (config.get("eval") or {}).get("worst_case_bound"),
             "strength": dict(config.get("strength") or {}),
+            "horizon": (config.get("loop") or {}).get("horizon"),
         }
         records.append(record)
         if status != "completed":
@@ -239,37 +243,6 @@ def load_evals(
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Statistics
-
-
-def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Interquartile mean: the mean of the middle 50% (rliable's definition, ``trim_mean(x, 0.25)``)."""
-    return stats.trim_mean(x, 0.25, axis=axis)
-
-
-def _poi(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``P(X > Y) + 0.5 P(X = Y)`` over all pairs of x and y (the Mann-Whitney U statistic over ``n * m``)."""
-    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
-    gt = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
-    eq = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
-    return gt + 0.5 * eq
-
-
-def _bootstrap(samples: tuple[np.ndarray, ...], statistic: Any, n_boot: int, seed: int) -> tuple[float, float]:
-    """95% percentile bootstrap interval, resampling each sample with replacement independently; NaN bounds when a
-    sample has fewer than two values (scipy refuses, and one seed says nothing about spread)."""
-    if any(len(s) < 2 for s in samples):
-        return math.nan, math.nan
-    # A fresh generator per interval, so that each interval is reproducible on its own (and in tests) regardless of
-    # how many tasks or methods come before it. `random_state` (not `rng`) works on every scipy the project allows.
-    res = stats.bootstrap(
-        samples,
-        statistic,
-        confidence_level=CONFIDENCE_LEVEL,
-        method="percentile",
-        n_resamples=n_boot,
-        random_state=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _bottom_decile(cell_means: pd.Series) -> float:
@@ -304,14 +277,6 @@ def _pct_change(m: float, m_ref: float) -> float:
     return 100.0 * (m - m_ref) / abs(m_ref) if m_ref != 0 and np.isfinite(m_ref) else math.nan
 
 
-def _minmax(values: pd.Series) -> pd.Series:
-    """Min-max normalise to [0, 1]; all-equal values (or one method) give 0.5, a tie rather than a win or a loss."""
-    lo, hi = values.min(), values.max()
-    if not hi > lo:
-        return pd.Series(0.5, index=values.index)
-    return (values - lo) / (hi - lo)
-
-
 def compute_leaderboard(
     evals: pd.DataFrame,
     records: list[dict[str, Any]],
@@ -320,27 +285,28 @@ def compute_leaderboard(
     baseline: str = "rarl",
     n_boot: int = 2000,
     seed: int = 0,
+    reference_scores: stats.ReferenceScores | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Aggregate eval rows (from ``load_evals``) into the leaderboard tables; only rows of ``policy_mode`` are used.
 
-    Intervals are 95% percentile bootstrap intervals from ``scipy.stats.bootstrap`` with ``n_boot`` resamples and a
-    fresh ``np.random.default_rng(seed)`` per interval. For one task, rliable's stratified bootstrap reduces to
-    resampling the seeds of that task with replacement, which is what this does (the probability of improvement
-    resamples the method's and the baseline's seeds independently, as rliable's does). With fewer than two seeds the
-    point estimate is given and the bounds are NaN. Missing metrics give NaN.
+    Every aggregate comes from rliable (:mod:`qarl.report.stats`): IQMs with 95% stratified bootstrap intervals
+    (``n_boot`` resamples, NumPy's global generator seeded with ``seed`` for each interval) and the probability of
+    improvement with its interval. Below :data:`~qarl.report.stats.MIN_SEEDS` seeds the point estimate is given and
+    the bounds are NaN. Missing metrics give NaN.
 
     Returns a dict of DataFrames:
 
     * ``main``: one row per (task, method): ``policy_mode``, ``scale``, ``n_seeds`` (completed runs with eval rows
       of this policy mode), ``n_not_completed`` (failed, running, stopped or interrupted runs, not averaged), for each
       metric m in ``METRICS`` ``m_iqm``, ``m_low``, ``m_high``, then ``performance_pct`` and ``robustness_pct`` (vs
-      ``reference``), ``poi``, ``poi_low``, ``poi_high`` (vs ``baseline``);
-    * ``per_seed``: task, method, seed, policy_mode and the per-seed scores;
-    * ``ranking``: per method ``n_tasks``, ``robustness_score`` / ``performance_score`` (mean over tasks of the
-      min-max normalised grid-mean / nominal IQM), their ranks (1 best, ties share the best rank), sorted by
-      ``rank_robustness``;
+      ``reference``), ``poi``, ``poi_low``, ``poi_high`` (vs ``baseline``), ``rank`` (by grid-mean IQM among the
+      methods with enough seeds on the task);
+    * ``per_seed``: task, method, seed, policy_mode and the per-seed scores, with ``nominal_norm``,
+      ``worst_case_norm`` and ``grid_mean_norm`` normalised by the task's reference scores;
+    * ``ranking``: see :func:`_ranking`;
     * ``grid``: mean grid return per (task, method, cell) for the heatmaps;
-    * ``settings``: one row with policy_mode, reference, baseline, n_boot, seed, confidence_level.
+    * ``settings``: one row with policy_mode, reference, baseline, n_boot, seed, confidence_level, min_seeds,
+      ranked_tasks and unranked_tasks (with the reason).
     """
     if policy_mode not in POLICY_MODES:
         raise ValueError(f"policy_mode must be one of {POLICY_MODES}, got {policy_mode!r}")
@@ -351,6 +317,7 @@ def compute_leaderboard(
     evals = evals[evals["policy_mode"] == policy_mode]
     per_seed = _per_seed(evals)
     per_seed.insert(3, "policy_mode", policy_mode)
+    _add_normalised(per_seed, records, reference_scores or stats.load_reference_scores())
 
     pairs = {(str(t), str(a)) for t, a in per_seed[["task", "method"]].itertuples(index=False)}
     pairs |= {(str(r["task"]), str(r["method"])) for r in records}
@@ -369,8 +336,10 @@ def compute_leaderboard(
         }
         for metric in METRICS:
             x = scores[metric].dropna().to_numpy(dtype=float)  # seeds lacking the metric are left out, not zeroed
-            row[f"{metric}_iqm"] = float(_iqm(x)) if len(x) else math.nan
-            row[f"{metric}_low"], row[f"{metric}_high"] = _bootstrap((x,), _iqm, n_boot, seed)
+            if len(x):
+                row[f"{metric}_iqm"], row[f"{metric}_low"], row[f"{metric}_high"] = stats.iqm_interval(x, n_boot, seed)
+            else:
+                row[f"{metric}_iqm"] = row[f"{metric}_low"] = row[f"{metric}_high"] = math.nan
         rows.append(row)
     main = pd.DataFrame(rows, columns=_main_columns())
     for col in ("n_seeds", "n_not_completed"):
@@ -389,13 +358,19 @@ def compute_leaderboard(
             algo_scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == main.at[i, "method"])]
             x = algo_scores["grid_mean"].dropna().to_numpy(dtype=float)
             if len(x) and len(y):
-                main.at[i, "poi"] = float(_poi(x, y))
-                main.at[i, "poi_low"], main.at[i, "poi_high"] = _bootstrap((x, y), _poi, n_boot, seed)
+                main.at[i, "poi"], main.at[i, "poi_low"], main.at[i, "poi_high"] = stats.poi_interval(
+                    x, y, n_boot, seed
+                )
+        rankable = block["grid_mean_iqm"].where(block["n_seeds"] >= stats.MIN_SEEDS)
+        main.loc[idx, "rank"] = rankable.rank(ascending=False, method="min")
+    main["rank"] = main["rank"].astype("Int64")
 
+    ranking, ranked_tasks, unranked = _ranking(per_seed, n_boot, seed)
     return {
         "main": main,
         "per_seed": per_seed,
-        "ranking": _ranking(main),
+        "ranking": ranking,
+        **_aggregates(per_seed, ranking, ranked_tasks, baseline, n_boot, seed),
         "grid": _grid_cells(evals),
         "settings": pd.DataFrame(
             [
@@ -405,46 +380,232 @@ def compute_leaderboard(
                     "baseline": baseline,
                     "n_boot": n_boot,
                     "seed": seed,
-                    "confidence_level": CONFIDENCE_LEVEL,
+                    "confidence_level": stats.CONFIDENCE,
+                    "min_seeds": stats.MIN_SEEDS,
+                    "ranked_tasks": ", ".join(ranked_tasks),
+                    "unranked_tasks": "; ".join(f"{t} ({why})" for t, why in unranked.items()),
                 }
             ]
         ),
     }
 
 
+def _add_normalised(per_seed: pd.DataFrame, records: list[dict[str, Any]], reference: stats.ReferenceScores) -> None:
+    """Add ``<score>_norm`` columns for the ranked scores: normalised by the task's reference range at the run's
+    horizon (NaN where the task has no reference entry or the run no recorded horizon)."""
+    horizons = {
+        (str(r["task"]), str(r["method"]), int(r["seed"])): r.get("horizon")
+        for r in records
+        if r["status"] == "completed" and r.get("seed") is not None
+    }
+    for score in RANKED_SCORES:
+        values = []
+        for task, method, seed_, value in per_seed[["task", "method", "seed", score]].itertuples(index=False):
+            horizon = horizons.get((str(task), str(method), int(seed_)))
+            normed = stats.normalise(value, str(task), int(horizon), reference) if horizon else None
+            values.append(math.nan if normed is None else float(normed))
+        per_seed[f"{score}_norm"] = np.array(values, dtype=float)
+
+
 def _main_columns() -> list[str]:
     cols = ["task", "method", "policy_mode", "scale", "n_seeds", "n_not_completed"]
     for metric in METRICS:
         cols += [f"{metric}_iqm", f"{metric}_low", f"{metric}_high"]
-    return [*cols, "performance_pct", "robustness_pct", "poi", "poi_low", "poi_high"]
+    return [*cols, "performance_pct", "robustness_pct", "poi", "poi_low", "poi_high", "rank"]
 
 
-def _ranking(main: pd.DataFrame) -> pd.DataFrame:
-    """Mean over tasks of the per-task min-max normalised IQMs; methods without a score on a task skip that task."""
-    parts = []
-    for _, block in main.groupby("task"):
-        part = pd.DataFrame({"method": block["method"]})
-        for score, col in (("robustness_score", "grid_mean_iqm"), ("performance_score", "nominal_iqm")):
-            valid = block[col].dropna()
-            part[score] = _minmax(valid) if len(valid) else np.nan
-        parts.append(part)
-    columns = ["method", "n_tasks", "robustness_score", "performance_score", "rank_robustness", "rank_performance"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    scores = pd.concat(parts)
-    ranking = scores.groupby("method").agg(
-        n_tasks=("robustness_score", "count"),
-        robustness_score=("robustness_score", "mean"),
-        performance_score=("performance_score", "mean"),
-    )
-    ranking["rank_robustness"] = ranking["robustness_score"].rank(ascending=False, method="min").astype("Int64")
-    ranking["rank_performance"] = ranking["performance_score"].rank(ascending=False, method="min").astype("Int64")
-    ranking = ranking.reset_index().sort_values(["rank_robustness", "method"], na_position="last")
-    return ranking[columns].reset_index(drop=True)
+RANKED_SCORES = ("nominal", "worst_case", "grid_mean")
+"""The scores put on one scale across tasks (``<score>_norm``) and aggregated in the overall ranking."""
+RANKING_COLUMNS = [
+    "method", "n_tasks", "n_seeds",
+    "robustness_score", "robustness_low", "robustness_high",
+    "performance_score", "performance_low", "performance_high",
+    "rank_robustness", "rank_performance", "note",
+]  # fmt: skip
+
+
+def _method_matrix(per_seed: pd.DataFrame, method: str, tasks: Sequence[str], score: str) -> np.ndarray | None:
+    """The (seeds, tasks) matrix of ``score`` for ``method`` on ``tasks``, the lowest-numbered seeds up to the
+    smallest count over the tasks; None when a task has none."""
+    cols = [
+        per_seed[(per_seed["task"] == t) & (per_seed["method"] == method)].sort_values("seed")[score]
+        .dropna().to_numpy(dtype=float)
+        for t in tasks
+    ]  # fmt: skip
+    n = min((len(c) for c in cols), default=0)
+    return np.stack([c[:n] for c in cols], axis=1) if n else None
+
+
+def _ranking(per_seed: pd.DataFrame, n_boot: int, seed: int) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """The overall ranking: (table, ranked tasks, {unranked task: reason}).
+
+    The ranked tasks are those with reference scores on which every method of the leaderboard has runs. A method is
+    ranked when it has at least ``MIN_SEEDS`` seeds on each of them (else its note says "too few seeds to rank").
+    Its scores are rliable's aggregate IQM over its (seeds, tasks) matrix of normalised grid-mean (robustness) and
+    nominal (performance) returns, with stratified bootstrap intervals; with different seed counts across tasks the
+    matrix keeps the lowest-numbered seeds up to the smallest count (said in the note). Rank 1 is best; ties share
+    the best rank. Fixed reference scores make a method's score independent of which other methods are present.
+    """
+    methods = sorted(map(str, per_seed["method"].unique()))
+    unranked: dict[str, str] = {}
+    ranked_tasks = []
+    for task in sorted(map(str, per_seed["task"].unique())):
+        block = per_seed[per_seed["task"] == task]
+        missing = sorted(set(methods) - set(map(str, block["method"])))
+        if block["grid_mean_norm"].isna().all() and block["nominal_norm"].isna().all():
+            unranked[task] = "no reference scores in configs/tasks/reference_scores.yaml"
+        elif missing:
+            unranked[task] = f"no runs of {', '.join(missing)}"
+        else:
+            ranked_tasks.append(task)
+    rows = []
+    for method in methods:
+        row: dict[str, Any] = {"method": method, "n_tasks": len(ranked_tasks)}
+        if not ranked_tasks:
+            row["note"] = "no task to rank on"
+            rows.append(row)
+            continue
+        counts = [
+            int(per_seed[(per_seed["task"] == t) & (per_seed["method"] == method)]["grid_mean_norm"].notna().sum())
+            for t in ranked_tasks
+        ]
+        row["n_seeds"] = min(counts)
+        notes = []
+        if not stats.enough_seeds(*counts):
+            notes.append(f"{stats.TOO_FEW} ({min(counts)} seeds, {stats.MIN_SEEDS} needed)")
+        else:
+            if len(set(counts)) > 1:
+                notes.append(f"the lowest {min(counts)} seeds of each task are used (seeds per task: {counts})")
+            for score, name in (("grid_mean_norm", "robustness"), ("nominal_norm", "performance")):
+                matrix = _method_matrix(per_seed, method, ranked_tasks, score)
+                if matrix is None or not stats.enough_seeds(matrix.shape[0]):
+                    notes.append(f"{name}: {stats.TOO_FEW}")
+                    continue
+                row[f"{name}_score"], row[f"{name}_low"], row[f"{name}_high"] = stats.iqm_interval(matrix, n_boot, seed)
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    ranking = pd.DataFrame(rows).reindex(columns=RANKING_COLUMNS)
+    for col in ("n_tasks", "n_seeds"):
+        ranking[col] = ranking[col].astype("Int64")
+    for name in ("robustness", "performance"):
+        for part in ("score", "low", "high"):
+            ranking[f"{name}_{part}"] = ranking[f"{name}_{part}"].astype("float64")
+        ranking[f"rank_{name}"] = ranking[f"{name}_score"].rank(ascending=False, method="min").astype("Int64")
+    ranking["note"] = ranking["note"].fillna("")
+    ranking = ranking.sort_values(["rank_robustness", "method"], na_position="last").reset_index(drop=True)
+    return ranking, ranked_tasks, unranked
+
+
+PROFILE_TAUS = np.linspace(0.0, 1.0, 21)
+"""Thresholds of the performance profile, on the normalised grid mean."""
+
+
+def _aggregates(
+    per_seed: pd.DataFrame, ranking: pd.DataFrame, tasks: list[str], baseline: str, n_boot: int, seed: int
+) -> dict[str, pd.DataFrame]:
+    """The data of the aggregate figures, for the ranked methods on the ranked tasks:
+
+    * ``aggregate``: method, score (``nominal``, ``worst_case``, ``grid_mean``), iqm, low, high: rliable's IQM of
+      the normalised score over seeds and tasks;
+    * ``poi_aggregate``: method, baseline, poi, low, high: the probability of improvement of the method's grid mean
+      over the baseline's, averaged over the tasks (the baseline needs enough seeds too);
+    * ``profile``: method, tau, fraction, low, high: the fraction of (seed, task) runs whose normalised grid mean
+      exceeds tau (rliable's score distribution), for tau in ``PROFILE_TAUS``.
+    """
+    ranked = ranking.loc[ranking["robustness_score"].notna(), "method"].tolist()
+    agg, poi, profile = [], [], []
+    matrices = {m: _method_matrix(per_seed, m, tasks, "grid_mean_norm") for m in ranked}
+    for method in ranked:
+        for score in RANKED_SCORES:
+            matrix = _method_matrix(per_seed, method, tasks, f"{score}_norm")
+            if matrix is not None and stats.enough_seeds(matrix.shape[0]):
+                point, low, high = stats.iqm_interval(matrix, n_boot, seed)
+                agg.append({"method": method, "score": score, "iqm": point, "low": low, "high": high})
+    if baseline in ranked:
+        y = _method_matrix(per_seed, baseline, tasks, "grid_mean")
+        for method in ranked:
+            x = _method_matrix(per_seed, method, tasks, "grid_mean")
+            if method != baseline and x is not None and y is not None:
+                point, low, high = stats.poi_interval(x, y, n_boot, seed)
+                poi.append({"method": method, "baseline": baseline, "poi": point, "low": low, "high": high})
+    usable = {m: x for m, x in matrices.items() if x is not None}
+    if usable:
+        for method, (frac, low, high) in stats.performance_profile(usable, PROFILE_TAUS, n_boot, seed).items():
+            for i, tau in enumerate(PROFILE_TAUS):
+                profile.append(
+                    {"method": method, "tau": float(tau), "fraction": frac[i], "low": low[i], "high": high[i]}
+                )
+    return {
+        "aggregate": pd.DataFrame(agg, columns=["method", "score", "iqm", "low", "high"]),
+        "poi_aggregate": pd.DataFrame(poi, columns=["method", "baseline", "poi", "low", "high"]),
+        "profile": pd.DataFrame(profile, columns=["method", "tau", "fraction", "low", "high"]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Output
+
+AGGREGATE_FIGURES = {
+    "aggregate.png": "aggregate IQM of the normalised scores with 95% intervals",
+    "poi.png": "probability of improvement over the baseline with 95% intervals",
+    "profile.png": "performance profile of the normalised grid mean",
+}
+"""The aggregate figures (file name: what it shows), written when at least one method is ranked."""
+
+
+def _write_aggregate_figures(tables: dict[str, pd.DataFrame], out: Path, policy_mode: str) -> list[Path]:
+    from matplotlib.figure import Figure
+
+    settings = tables["settings"].iloc[0]
+    tasks = settings["ranked_tasks"]
+    written = []
+    agg = tables["aggregate"]
+    if len(agg):
+        scores = [s for s in RANKED_SCORES if s in set(agg["score"])]
+        fig = Figure(figsize=(3.6 * len(scores), 0.45 * agg["method"].nunique() + 1.6), layout="constrained")
+        axes = fig.subplots(1, len(scores), squeeze=False, sharey=True)[0]
+        methods = sorted(agg["method"].unique(), reverse=True)
+        for ax, score in zip(axes, scores, strict=True):
+            block = agg[agg["score"] == score].set_index("method").reindex(methods)
+            ypos = np.arange(len(methods))
+            ax.hlines(ypos, block["low"], block["high"], lw=6, alpha=0.5, color="tab:blue")
+            ax.plot(block["iqm"], ypos, "k|", ms=14)
+            ax.set_yticks(ypos, methods)
+            ax.set_title(f"{METRIC_LABELS[score]} (normalised)", fontsize=10)
+            ax.set_xlabel("IQM")
+        fig.suptitle(f"Aggregate IQM over {tasks} ({policy_mode} policy, 95% intervals)", fontsize=10)
+        written.append(out / "aggregate.png")
+        fig.savefig(written[-1], dpi=110)
+    poi = tables["poi_aggregate"]
+    if len(poi):
+        fig = Figure(figsize=(5.2, 0.45 * len(poi) + 1.6), layout="constrained")
+        ax = fig.subplots()
+        poi = poi.sort_values("method", ascending=False)
+        ypos = np.arange(len(poi))
+        ax.hlines(ypos, poi["low"], poi["high"], lw=6, alpha=0.5, color="tab:green")
+        ax.plot(poi["poi"], ypos, "k|", ms=14)
+        ax.axvline(0.5, color="grey", ls="--", lw=1)
+        ax.set_yticks(ypos, [f"P({m} > {b})" for m, b in zip(poi["method"], poi["baseline"], strict=True)])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("probability of improvement (grid mean)")
+        ax.set_title(f"over {tasks}, 95% intervals", fontsize=10)
+        written.append(out / "poi.png")
+        fig.savefig(written[-1], dpi=110)
+    profile = tables["profile"]
+    if len(profile):
+        fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+        ax = fig.subplots()
+        for method, block in profile.groupby("method", sort=True):
+            ax.plot(block["tau"], block["fraction"], label=method)
+            ax.fill_between(block["tau"], block["low"], block["high"], alpha=0.2)
+        ax.set_xlabel("normalised grid mean, tau")
+        ax.set_ylabel("fraction of runs with score > tau")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+        ax.set_title(f"Performance profile over {tasks}", fontsize=10)
+        written.append(out / "profile.png")
+        fig.savefig(written[-1], dpi=110)
+    return written
 
 
 def _num(x: Any, fmt: str = ".1f") -> str:
@@ -453,12 +614,33 @@ def _num(x: Any, fmt: str = ".1f") -> str:
 
 def _interval(row: pd.Series, prefix: str, fmt: str = ".1f") -> str:
     """``IQM [low, high]``, or just the IQM when there is no interval."""
-    point, low, high = row[f"{prefix}_iqm" if prefix != "poi" else "poi"], row[f"{prefix}_low"], row[f"{prefix}_high"]
+    key = {"poi": "poi", "robustness": "robustness_score", "performance": "performance_score"}.get(prefix)
+    point, low, high = row[key or f"{prefix}_iqm"], row[f"{prefix}_low"], row[f"{prefix}_high"]
     if pd.isna(point):
         return "n/a"
     if pd.isna(low) or pd.isna(high):
         return _num(point, fmt)
     return f"{_num(point, fmt)} [{_num(low, fmt)}, {_num(high, fmt)}]"
+
+
+def _seeds_text(n: int, seeds: Iterable[Any]) -> str:
+    """``5 (0, 1, 2, 3, 4)``; below the seed minimum ``2 (0, 1), too few to rank``."""
+    if not n:
+        return "0"
+    text = f"{n} ({', '.join(map(str, sorted(seeds)))})"
+    return text if stats.enough_seeds(n) else f"{text}, too few to rank"
+
+
+def _ranking_text(settings: pd.Series) -> str:
+    unranked = f" Not ranked on: {settings['unranked_tasks']}." if settings.get("unranked_tasks") else ""
+    return (
+        "Scores normalised by the fixed reference scores of configs/tasks/reference_scores.yaml "
+        "((return - low) / (high - low) at the runs' horizon), aggregated over the ranked tasks "
+        f"({settings['ranked_tasks'] or 'none'}) as rliable's IQM over all seeds and tasks, with "
+        f"{settings['confidence_level']:.0%} stratified bootstrap intervals. A method needs "
+        f"{settings['min_seeds']} seeds on every ranked task to be ranked. Rank 1 is best; ties share the best rank."
+        + unranked
+    )
 
 
 def _pct(x: Any) -> str:
@@ -547,13 +729,15 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
         + (f"; {settings['note']}" if settings.get("note") else "")
         + "). "
         f"Scores per seed are mean episode returns; across seeds the IQM (interquartile mean) with a "
-        f"{settings['confidence_level']:.0%} percentile bootstrap interval over seeds ({settings['n_boot']} resamples, "
-        f"seed {settings['seed']}), shown as IQM [low, high]; no interval with fewer than 2 seeds.",
+        f"{settings['confidence_level']:.0%} stratified bootstrap interval, both from rliable "
+        f"({settings['n_boot']} resamples, seed {settings['seed']}), shown as IQM [low, high]. With fewer than "
+        f"{settings['min_seeds']} seeds a method gets no interval and no rank (too few seeds to rank).",
         "",
         f"Grid mean: mean over all grid episodes (zero force). Grid worst cell: the lowest cell mean. Grid bottom 10%: "
         f"the mean of the lowest 10% of cell means (at least one cell). Performance / robustness: % change of the "
         f"nominal / grid-mean IQM vs `{ref}` on the same task, 100 (m - m_ref) / |m_ref|. P(> {base}): probability "
-        f"that a seed's grid mean beats one of `{base}` (ties count half).",
+        f"that a seed's grid mean beats one of `{base}` (ties count half; rliable's probability of improvement). "
+        "Rank: by grid-mean IQM among the methods with enough seeds on the task.",
         "",
     ]
     for task, block in main.groupby("task", sort=True):
@@ -566,14 +750,15 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
                 f"**Warning: runs of different scales ({', '.join(sorted(scales))}) are compared on this task.**",
                 "",
             ]
-        header = ["method", "seeds", "scale", *[METRIC_LABELS[m] for m in METRICS]]
+        header = ["rank", "method", "seeds", "scale", *[METRIC_LABELS[m] for m in METRICS]]
         header += [f"perf. vs {ref}", f"robust. vs {ref}", f"P(> {base})", "not completed"]
         md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in block.iterrows():
             seeds = per_seed[(per_seed["task"] == task) & (per_seed["method"] == row["method"])]["seed"]
             cells = [
+                _num(row["rank"], ".0f") if pd.notna(row["rank"]) else "-",
                 str(row["method"]),
-                f"{row['n_seeds']} ({', '.join(map(str, sorted(seeds)))})" if row["n_seeds"] else "0",
+                _seeds_text(row["n_seeds"], seeds),
                 str(row["scale"]) if pd.notna(row["scale"]) else "n/a",
                 *[_interval(row, m) for m in METRICS],
                 _pct(row["performance_pct"]),
@@ -588,22 +773,21 @@ def _markdown(tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], co
             md += [f"![{task} grid]({png.name})", ""]
 
     ranking = tables["ranking"]
+    md += ["## Overall ranking", "", _ranking_text(settings), ""]
     md += [
-        "## Overall ranking",
-        "",
-        "Per task, each method's IQM is min-max normalised across the methods present (all equal: 0.5); the scores "
-        "are the means of these over tasks (1 = best on every task). Rank 1 is best.",
-        "",
-        "| rank (robustness) | method | tasks | robustness score (grid mean) | performance score (nominal) "
-        "| rank (performance) |",
-        "|---|---|---|---|---|---|",
+        "| rank (robustness) | method | tasks | seeds | robustness score (grid mean) | performance score (nominal) "
+        "| rank (performance) | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, row in ranking.iterrows():
         md.append(
-            f"| {_num(row['rank_robustness'], '.0f')} | {row['method']} | {row['n_tasks']} "
-            f"| {_num(row['robustness_score'], '.3f')} | {_num(row['performance_score'], '.3f')} "
-            f"| {_num(row['rank_performance'], '.0f')} |"
+            f"| {_num(row['rank_robustness'], '.0f')} | {row['method']} | {_num(row['n_tasks'], '.0f')} "
+            f"| {_num(row['n_seeds'], '.0f')} | {_interval(row, 'robustness', '.3f')} "
+            f"| {_interval(row, 'performance', '.3f')} | {_num(row['rank_performance'], '.0f')} "
+            f"| {row['note'] or '-'} |"
         )
+    md.append("")
+    md += [f"![{p.stem}]({p.name})" for p in pngs if p.name in AGGREGATE_FIGURES]
     md.append("")
 
     completed = [r for r in records if r["status"] == "completed"]
@@ -692,6 +876,10 @@ def _cell(text: str, value: Any = None, left: bool = False, css: str = "") -> st
     return f"<td{attr}>{body}</td>"
 
 
+def _na(x: Any) -> Any:
+    return None if x is None or pd.isna(x) else x
+
+
 def _png_data_uri(path: Path) -> str:
     import base64
 
@@ -700,7 +888,8 @@ def _png_data_uri(path: Path) -> str:
 
 def _definitions(ref: str, base: str, level: float, n_boot: int) -> list[tuple[str, str]]:
     return [
-        ("rank", "rank of the method on the task by grid-mean IQM (1 = best; ties share the best rank)"),
+        ("rank", f"rank of the method on the task by grid-mean IQM among the methods with {stats.MIN_SEEDS} or more "
+                 "seeds (1 = best; ties share the best rank; '-': too few seeds to rank)"),
         ("seeds", "completed runs with evaluation episodes of this policy mode (the task's line above lists them)"),
         ("scale", "the budget preset the runs were trained at (configs/scales.yaml), on the task's line"),
         ("nominal", "mean return of the seed's episodes at nominal physics with zero force"),
@@ -708,12 +897,16 @@ def _definitions(ref: str, base: str, level: float, n_boot: int) -> list[tuple[s
         ("grid mean", "mean return over the whole grid of physics parameters (zero force)"),
         ("grid worst cell", "the lowest grid cell's mean return"),
         ("grid bottom 10%", "the mean of the lowest 10% of grid cell means (at least one cell)"),
-        ("IQM [low, high]", f"interquartile mean over seeds with its {level:.0%} percentile bootstrap interval "
-                            f"({n_boot} resamples of the seeds); no interval with fewer than 2 seeds"),
+        ("IQM [low, high]", f"interquartile mean over seeds with its {level:.0%} stratified bootstrap interval "
+                            f"(rliable, {n_boot} resamples of the seeds); no interval with fewer than "
+                            f"{stats.MIN_SEEDS} seeds"),
         (f"perf. / robust. vs {ref}", f"% change of the nominal / grid-mean IQM against {ref} on the same task, "
                                       "100 (m - m_ref) / |m_ref|"),
         (f"P(> {base})", f"probability that a seed's grid mean beats one of {base} (ties count half), with its "
-                         "bootstrap interval"),
+                         "stratified independent bootstrap interval (rliable's probability of improvement)"),
+        ("robustness / performance score", "rliable's IQM over all seeds and ranked tasks of the grid-mean / nominal "
+                                           "return normalised by the task's fixed reference scores "
+                                           "(configs/tasks/reference_scores.yaml)"),
         ("not completed", "runs that failed, stopped or are still running: listed below, never averaged"),
     ]  # fmt: skip
 
@@ -734,8 +927,9 @@ def _html(
         "<h1>Leaderboard</h1>",
         f'<p class="meta">Made by <code>{esc(command or "(command not recorded)")}</code>. Policy mode '
         f"<b>{esc(str(mode))}</b>{' (' + esc(str(settings['note'])) + ')' if settings.get('note') else ''}; "
-        f"scores are IQMs over seeds with {settings['confidence_level']:.0%} bootstrap "
-        "intervals. Click a column header to sort. Definitions at the end.</p>",
+        f"scores are IQMs over seeds with {settings['confidence_level']:.0%} stratified bootstrap intervals (rliable); "
+        f"fewer than {settings['min_seeds']} seeds: no interval and no rank. Click a column header to sort. "
+        "Definitions at the end.</p>",
     ]
     header = ["rank", "method", "seeds", *[METRIC_LABELS[m] for m in METRICS]]
     header += [f"perf. vs {ref}", f"robust. vs {ref}", f"P(> {base})", "not completed"]
@@ -753,16 +947,17 @@ def _html(
             + ('; <span class="warn">runs of different scales are compared here</span>' if len(scales) > 1 else "")
             + "</p>"
         )
-        ranks = block["grid_mean_iqm"].rank(ascending=False, method="min")
         best = block["grid_mean_iqm"].max()
         parts.append(f'<table class="sortable" id="table-{k}"><thead><tr>')
         parts.append("".join(f'<th class="l">{esc(h)}</th>' if h in left else f"<th>{esc(h)}</th>" for h in header))
         parts.append("</tr></thead><tbody>")
-        for i, row in block.iterrows():
+        for _, row in block.iterrows():
+            rank = row["rank"] if pd.notna(row["rank"]) else None
+            seeds_css = "" if stats.enough_seeds(row["n_seeds"]) else "warn"
             cells = [
-                _cell(_num(ranks[i], ".0f"), ranks[i]),
+                _cell(_num(rank, ".0f") if rank is not None else "-", rank),
                 _cell(str(row["method"]), left=True),
-                _cell(str(row["n_seeds"]), row["n_seeds"]),
+                _cell(str(row["n_seeds"]), row["n_seeds"], css=seeds_css),
             ]
             for m in METRICS:
                 css = "best" if m == "grid_mean" and pd.notna(best) and row[f"{m}_iqm"] == best else ""
@@ -782,24 +977,28 @@ def _html(
     ranking = tables["ranking"]
     parts += [
         "<h2>Overall ranking</h2>",
-        '<p class="meta">Per task, each method\'s IQM is min-max normalised across the methods present (all equal: '
-        "0.5); the scores are the means over tasks (1 = best on every task).</p>",
+        f'<p class="meta">{esc(_ranking_text(settings))}</p>',
         '<table class="sortable" id="table-ranking"><thead><tr><th>rank (robustness)</th><th class="l">method</th>'
-        "<th>tasks</th><th>robustness score (grid mean)</th><th>performance score (nominal)</th>"
-        "<th>rank (performance)</th></tr></thead><tbody>",
+        "<th>tasks</th><th>seeds</th><th>robustness score (grid mean)</th><th>performance score (nominal)</th>"
+        '<th>rank (performance)</th><th class="l">note</th></tr></thead><tbody>',
     ]
     for _, row in ranking.iterrows():
         parts.append(
             "<tr>"
-            + _cell(_num(row["rank_robustness"], ".0f"), row["rank_robustness"])
+            + _cell(_num(row["rank_robustness"], ".0f"), _na(row["rank_robustness"]))
             + _cell(str(row["method"]), left=True)
-            + _cell(str(row["n_tasks"]), row["n_tasks"])
-            + _cell(_num(row["robustness_score"], ".3f"), row["robustness_score"])
-            + _cell(_num(row["performance_score"], ".3f"), row["performance_score"])
-            + _cell(_num(row["rank_performance"], ".0f"), row["rank_performance"])
+            + _cell(_num(row["n_tasks"], ".0f"), _na(row["n_tasks"]))
+            + _cell(_num(row["n_seeds"], ".0f"), _na(row["n_seeds"]))
+            + _cell(_interval(row, "robustness", ".3f"), row["robustness_score"])
+            + _cell(_interval(row, "performance", ".3f"), row["performance_score"])
+            + _cell(_num(row["rank_performance"], ".0f"), _na(row["rank_performance"]))
+            + _cell(str(row["note"] or "-"), left=True)
             + "</tr>"
         )
     parts.append("</tbody></table>")
+    for png in pngs:
+        if png.name in AGGREGATE_FIGURES:
+            parts.append(f'<img class="heatmap" alt="{esc(AGGREGATE_FIGURES[png.name])}" src="{_png_data_uri(png)}">')
 
     parts += ["<h2>Definitions</h2>", "<dl>"]
     for term, text in _definitions(ref, base, float(settings["confidence_level"]), int(settings["n_boot"])):
@@ -848,9 +1047,9 @@ def write_leaderboard(
     tables: dict[str, pd.DataFrame], records: list[dict[str, Any]], out: str | os.PathLike, command: str
 ) -> list[Path]:
     """Write into ``out``: ``leaderboard.md``, ``leaderboard.csv`` (``tables['main']``, one row per task x method),
-    ``leaderboard.html`` (one self-contained page: sortable tables, heatmaps embedded, definitions) and
-    ``heatmap_<task>.png`` for every task with grid rows (``/`` in the
-    task id becomes ``_``). Returns the paths written (Markdown, CSV, HTML, then the heatmaps)."""
+    ``leaderboard.html`` (one self-contained page: sortable tables, figures embedded, definitions),
+    ``heatmap_<task>.png`` for every task with grid rows (``/`` in the task id becomes ``_``) and the
+    ``AGGREGATE_FIGURES`` when a method is ranked. Returns the paths written (Markdown, CSV, HTML, then the figures)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mode = str(tables["settings"].iloc[0]["policy_mode"])
@@ -859,6 +1058,7 @@ def write_leaderboard(
         png = out / _heatmap_name(str(task))
         _write_heatmap(cells, str(task), png, mode)
         pngs.append(png)
+    pngs += _write_aggregate_figures(tables, out, mode)
     md, csv, page = out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html"
     md.write_text(_markdown(tables, records, command, pngs), encoding="utf-8")
     tables["main"].to_csv(csv, index=False)

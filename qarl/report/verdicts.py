@@ -6,9 +6,11 @@ Scores of a run (one number per seed): ``nominal`` (performance: the mean return
 ``eval.worst_case_bound`` set) and ``grid_mean`` (robustness: the mean return over the parameter grid).
 
 The probability of improvement of X over Y on one task is P(x > y) + P(x = y) / 2 over all pairs of a seed of X and
-a seed of Y (the Mann-Whitney statistic, rliable's definition); over several tasks it is the mean of the tasks'
-values. Its 95% interval is the percentile interval of a stratified bootstrap: each resample draws, within every task,
-X's seeds and Y's seeds with replacement, independently (rliable's ``StratifiedIndependentBootstrap``).
+a seed of Y (the Mann-Whitney statistic); over several tasks it is the mean of the tasks' values. Both it and its 95%
+interval come from rliable (:func:`qarl.report.stats.poi_interval`): the percentile interval of a stratified
+bootstrap in which each resample draws, within every task, X's seeds and Y's seeds with replacement, independently.
+Over several tasks rliable needs the same number of seeds of a method on every task: with different counts the
+lowest-numbered seeds up to the smallest count are used (the row's ``n_x``, ``n_y``).
 
 Rule: **supported** when the interval's lower end is above 0.5, **contradicted** when its upper end is below 0.5,
 **inconclusive** otherwise: the interval holds 0.5, or a method has fewer than :data:`MIN_SEEDS` seeds on a task. The
@@ -27,6 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qarl.report import stats
+from qarl.report.stats import MIN_SEEDS
+
 CLAIMS: tuple[tuple[str, str], ...] = (
     ("qarl", "rarl"),
     ("qarl", "sac"),
@@ -40,46 +45,13 @@ SCORES: dict[str, str] = {
     "worst_case": "robustness (return vs the worst-case adversary)",
     "grid_mean": "robustness (mean return over the grid of the task's two parameters)",
 }
-CONFIDENCE = 0.95
-MIN_SEEDS = 5
-"""Seeds of each method on every task below which a verdict is inconclusive."""
+CONFIDENCE = stats.CONFIDENCE
 RULE = (
     "Verdict rule: supported when the 95% interval's lower end is above 0.5, contradicted when its upper end is below "
     f"0.5, inconclusive otherwise (the interval holds 0.5, or a method has fewer than {MIN_SEEDS} seeds on a task: "
     "with 5 seeds each, every seed of one method beating every seed of the other has probability 1/252 when they do "
     "not differ, with 2 seeds each 1/6, and the bootstrap interval is then [1, 1] either way)."
 )
-
-
-def poi(x: np.ndarray, y: np.ndarray) -> float:
-    """P(x > y) + P(x = y) / 2 over all pairs (x_i, y_j)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    return float((x[:, None] > y[None, :]).mean() + 0.5 * (x[:, None] == y[None, :]).mean())
-
-
-def stratified_poi(
-    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """(point, low, high): the mean over tasks of :func:`poi` of ``xs[t]`` over ``ys[t]``, and its 95% stratified
-    bootstrap interval (NaN when any task has fewer than 2 seeds of either method)."""
-    xs = [np.asarray(x, dtype=float) for x in xs]
-    ys = [np.asarray(y, dtype=float) for y in ys]
-    if not xs or len(xs) != len(ys) or any(len(v) == 0 for v in (*xs, *ys)):
-        raise ValueError("stratified_poi needs, for every task, at least one score of each method")
-    point = float(np.mean([poi(x, y) for x, y in zip(xs, ys, strict=True)]))
-    if any(len(v) < 2 for v in (*xs, *ys)):
-        return point, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    values = np.zeros(n_boot)
-    for x, y in zip(xs, ys, strict=True):
-        bx = x[rng.integers(0, len(x), size=(n_boot, len(x)))]
-        by = y[rng.integers(0, len(y), size=(n_boot, len(y)))]
-        gt = (bx[:, :, None] > by[:, None, :]).mean(axis=(1, 2))
-        eq = (bx[:, :, None] == by[:, None, :]).mean(axis=(1, 2))
-        values += gt + 0.5 * eq
-    values /= len(xs)
-    alpha = (1 - CONFIDENCE) / 2
-    return point, float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
 def verdict(low: float, high: float, seeds: int = MIN_SEEDS) -> str:
@@ -108,8 +80,9 @@ def verdict_table(
         for metric in metrics:
             tasks = []
             for task in sorted(scores["task"].unique()):
-                sx = scores[(scores.task == task) & (scores.method == x)][metric].dropna().to_numpy()
-                sy = scores[(scores.task == task) & (scores.method == y)][metric].dropna().to_numpy()
+                block = scores[scores.task == task].sort_values("seed")
+                sx = block[block.method == x][metric].dropna().to_numpy(dtype=float)
+                sy = block[block.method == y][metric].dropna().to_numpy(dtype=float)
                 if len(sx) and len(sy):
                     tasks.append((task, sx, sy))
             if not tasks:
@@ -117,8 +90,10 @@ def verdict_table(
             block = [("all", [t[1] for t in tasks], [t[2] for t in tasks])] if len(tasks) > 1 else []
             block += [(t, [sx], [sy]) for t, sx, sy in tasks]
             for task, sxs, sys_ in block:
-                p, lo, hi = stratified_poi(sxs, sys_, n_boot, seed)
                 n_x, n_y = min(len(s) for s in sxs), min(len(s) for s in sys_)
+                mx = np.stack([s[:n_x] for s in sxs], axis=1)
+                my = np.stack([s[:n_y] for s in sys_], axis=1)
+                p, lo, hi = stats.poi_interval(mx, my, n_boot, seed)
                 rows.append({
                     "claim": f"{x} > {y}", "x": x, "y": y, "score": metric, "task": task, "n_x": n_x, "n_y": n_y,
                     "poi": p, "low": lo, "high": hi, "verdict": verdict(lo, hi, min(n_x, n_y)),
@@ -174,21 +149,27 @@ def write_verdicts(runs: Sequence[Any], out: Path, policy_mode: str = "stochasti
     head = F._provenance(
         "Robust-RL claims at a calibrated adversary strength: verdicts",
         list(runs),
-        f"Per claim \"X > Y\" and score ({policy_mode} policy): the probability that a seed of X scores higher than a "
+        f'Per claim "X > Y" and score ({policy_mode} policy): the probability that a seed of X scores higher than a '
         "seed of Y on the same task (ties count half), its 95% stratified-bootstrap interval "
-        f"({n_boot} resamples), and the verdict. Task `all`: the mean over the tasks of the per-task values. "
+        f"(rliable, {n_boot} resamples), and the verdict. Task `all`: the mean over the tasks of the per-task values. "
         + "; ".join(f"`{k}`: {v}" for k, v in SCORES.items())
         + ".",
     )
     lines = [*head, RULE, "", "Strength per task:", "", *_strength_lines(done), ""]
     shown = table.assign(
         poi=table["poi"].map(lambda v: f"{v:.2f}"),
-        interval=[f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "-" for lo, hi in zip(table.low, table.high,
-                                                                                            strict=True)],
+        interval=[
+            f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "-" for lo, hi in zip(table.low, table.high, strict=True)
+        ],
     )[["claim", "score", "task", "n_x", "n_y", "poi", "interval", "verdict"]]
     lines += F._md_table(shown)
-    lines += ["", "Scores per method (mean over seeds; `scores.csv` has every seed):", ""]
-    means = scores.groupby(["task", "method"])[list(SCORES)].agg(["mean", "count"])
+    lines += ["", "Scores per method (IQM over seeds, rliable's; `scores.csv` has every seed):", ""]
+
+    def iqm(v: pd.Series) -> float:
+        v = v.dropna()
+        return stats.iqm(v.to_numpy()) if len(v) else math.nan
+
+    means = scores.groupby(["task", "method"])[list(SCORES)].agg([("IQM", iqm), ("seeds", "count")])
     means.columns = [f"{a} {b}" for a, b in means.columns]
     lines += F._md_table(means.reset_index(), "{:.1f}")
     lines += ["", "![verdicts](verdicts.png)", "", "![scores](scores.png)", ""]
@@ -234,7 +215,7 @@ def _plot_scores(scores: pd.DataFrame, path: Path) -> None:
                 v = scores[(scores.task == task) & (scores.method == m)][metric].dropna()
                 ax.plot(np.full(len(v), k), v, "o", alpha=0.6, color=f"C{k}")
                 if len(v):
-                    ax.plot([k - 0.3, k + 0.3], [v.mean()] * 2, color=f"C{k}", lw=2)
+                    ax.plot([k - 0.3, k + 0.3], [stats.iqm(v.to_numpy())] * 2, color=f"C{k}", lw=2)  # the IQM
             ax.set_xticks(range(len(methods)), methods, rotation=30, fontsize=7)
             ax.set_title(f"{task}: {metric}", fontsize=8)
     fig.savefig(path, dpi=FIGURE_DPI)
@@ -246,5 +227,4 @@ def verdict_summary(table: pd.DataFrame) -> Mapping[str, int]:
     return {v: int((top.verdict == v).sum()) for v in _COLORS}
 
 
-__all__ = ["CLAIMS", "MIN_SEEDS", "RULE", "SCORES", "poi", "run_scores", "stratified_poi", "verdict", "verdict_table",
-           "write_verdicts"]  # fmt: skip
+__all__ = ["CLAIMS", "MIN_SEEDS", "RULE", "SCORES", "run_scores", "verdict", "verdict_table", "write_verdicts"]

@@ -1,5 +1,6 @@
 """Leaderboard: scores, intervals, % change, probability of improvement and ranking on synthetic runs with known
-returns; the input checks (each raising LeaderboardError naming the file); the written files."""
+returns, checked against rliable's own functions called on the same score matrices; the input checks (each raising
+LeaderboardError naming the file); the written files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from scipy import stats
 
+from qarl.report import stats as qstats
 from qarl.report.leaderboard import (
     LeaderboardError,
     compute_leaderboard,
@@ -87,7 +89,8 @@ def write_run(
     meta = dict(task=task, method=algo, seed=seed, status=status, failure_reason=failure_reason)
     meta.update(versions=versions or VERSIONS, **(meta_overrides or {}))
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(task=task, method=algo, seed=seed, scale=scale)))
+    config = dict(task=task, method=algo, seed=seed, scale=scale, loop={"horizon": 1000})
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if rows is not None:
         pd.DataFrame(rows).to_parquet(run_dir / "eval.parquet")
     return run_dir
@@ -97,20 +100,27 @@ def _grid(base: float, seed: int) -> dict[tuple[float, float], float]:
     return {(x, y): base + 10 * seed + i + 3 * j for i, x in enumerate(GRID_X) for j, y in enumerate(GRID_Y)}
 
 
-def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return stats.trim_mean(x, 0.25, axis=axis)
+def _rliable_interval(scores: dict[str, Any], func: Any) -> tuple[float, float]:
+    """rliable's own interval for one entry, with NumPy's global generator seeded as the leaderboard seeds it."""
+    library, _ = qstats.rliable_modules()
+    np.random.seed(0)
+    _, intervals = library.get_interval_estimates(scores, func, reps=N_BOOT)
+    low, high = next(iter(intervals.values()))[:, 0]
+    return float(low), float(high)
 
 
-def _scipy_ci(samples: tuple[np.ndarray, ...], statistic: Any) -> tuple[float, float]:
-    res = stats.bootstrap(
-        samples,
-        statistic,
-        confidence_level=0.95,
-        method="percentile",
-        n_resamples=N_BOOT,
-        random_state=np.random.default_rng(0),
-    )
-    return res.confidence_interval.low, res.confidence_interval.high
+def _rliable_iqm(matrix: np.ndarray) -> tuple[float, float, float]:
+    _, metrics = qstats.rliable_modules()
+    matrix = matrix.reshape(len(matrix), -1)
+    low, high = _rliable_interval({"x": matrix}, lambda s: np.array([metrics.aggregate_iqm(s)]))
+    return float(metrics.aggregate_iqm(matrix)), low, high
+
+
+def _rliable_poi(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    _, metrics = qstats.rliable_modules()
+    x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
+    low, high = _rliable_interval({"xy": (x, y)}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]))
+    return float(metrics.probability_of_improvement(x, y)), low, high
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +181,13 @@ def test_bottom_decile_and_worst_cell_on_a_larger_grid(tmp_path: Path) -> None:
     assert per_seed["grid_mean"] == pytest.approx(np.mean(list(cells.values())))
 
 
-def test_iqm_and_interval_equal_scipy(suite: dict[str, Any]) -> None:
+def test_iqm_and_interval_equal_rliable(suite: dict[str, Any]) -> None:
     tables = suite["tables"]
     sac = _row(tables, "dmc/cheetah-run", "sac")
     assert sac["nominal_iqm"] == 3.0  # [1, 2, 3, 4, 100]: trim one each side, mean of [2, 3, 4]
     assert sac["n_seeds"] == 5 and sac["n_not_completed"] == 1 and sac["policy_mode"] == "stochastic"
-    assert (sac["nominal_low"], sac["nominal_high"]) == _scipy_ci((np.array(NOMINAL["sac"]),), _iqm)
+    assert (sac["nominal_iqm"], sac["nominal_low"], sac["nominal_high"]) == _rliable_iqm(np.array(NOMINAL["sac"]))
+    assert 1.0 <= sac["nominal_low"] < 3.0 < sac["nominal_high"] <= 100.0
     per_seed = tables["per_seed"]
     for task in TASKS:
         for algo in METHODS:
@@ -184,18 +195,40 @@ def test_iqm_and_interval_equal_scipy(suite: dict[str, Any]) -> None:
             scores = per_seed[(per_seed["task"] == task) & (per_seed["method"] == algo)]
             for metric in ("grid_mean", "grid_worst", "bottom_decile"):
                 x = scores[metric].to_numpy()
-                assert row[f"{metric}_iqm"] == pytest.approx(stats.trim_mean(x, 0.25))
-                assert (row[f"{metric}_low"], row[f"{metric}_high"]) == pytest.approx(_scipy_ci((x,), _iqm))
+                assert (row[f"{metric}_iqm"], row[f"{metric}_low"], row[f"{metric}_high"]) == _rliable_iqm(x)
             assert row["grid_mean_iqm"] == pytest.approx(GRID_BASE[task][algo] + 24)  # 4 + mean of 10, 20, 30
     assert np.isnan(_row(tables, "dmc/cheetah-run", "sac")["worst_case_iqm"])
     assert _row(tables, "dmc/cheetah-run", "rarl")["worst_case_iqm"] == 5.0
 
 
-def test_single_seed_gives_nan_bounds(tmp_path: Path) -> None:
-    write_run(tmp_path, "t/a", "sac", 0, _rows("t/a", "sac", 0, 5.0, _grid(0, 0)))
+def test_intervals_are_reproducible_and_leave_numpy_global_state_alone(suite: dict[str, Any]) -> None:
+    np.random.seed(123)
+    before = np.random.random()
+    np.random.seed(123)
+    again = compute_leaderboard(suite["evals"], suite["records"], n_boot=N_BOOT)
+    assert np.random.random() == before  # the global generator continues where the caller left it
+    pd.testing.assert_frame_equal(again["main"], suite["tables"]["main"])
+
+
+def test_below_five_seeds_no_interval_no_rank_and_said_so(tmp_path: Path) -> None:
+    for algo, base in (("sac", 0.0), ("rarl", 50.0)):
+        for seed in range(4):  # one seed short of the minimum
+            write_run(
+                tmp_path, "dmc/cheetah-run", algo, seed, _rows("dmc/cheetah-run", algo, seed, 5.0, _grid(base, seed))
+            )
     evals, records = load_evals(find_runs([tmp_path]))
-    row = compute_leaderboard(evals, records, n_boot=N_BOOT)["main"].iloc[0]
-    assert row["nominal_iqm"] == 5.0 and np.isnan(row["nominal_low"]) and np.isnan(row["nominal_high"])
+    tables = compute_leaderboard(evals, records, n_boot=N_BOOT)
+    for _, row in tables["main"].iterrows():
+        assert row["nominal_iqm"] == 5.0 and np.isnan(row["nominal_low"]) and np.isnan(row["nominal_high"])
+        assert pd.isna(row["rank"]) and np.isnan(row["poi_low"])
+    assert _row(tables, "dmc/cheetah-run", "sac")["poi"] == 0.0  # the point estimate is still given
+    ranking = tables["ranking"]
+    assert ranking["rank_robustness"].isna().all() and ranking["robustness_score"].isna().all()
+    assert all(qstats.TOO_FEW in note for note in ranking["note"])
+    write_leaderboard(tables, records, tmp_path / "board", "cmd")
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "4 (0, 1, 2, 3), too few to rank" in md and "1.00 [" not in md
+    assert not (tmp_path / "board" / "aggregate.png").exists()
 
 
 def test_percent_change_vs_reference(suite: dict[str, Any]) -> None:
@@ -223,24 +256,74 @@ def test_probability_of_improvement(suite: dict[str, Any]) -> None:
     assert sac["poi"] == pytest.approx(by_hand)
     assert sac["poi"] == pytest.approx(stats.mannwhitneyu(x, y).statistic / 25)
 
-    def poi(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-        return (a[..., :, None] > b[..., None, :]).mean((-2, -1)) + 0.5 * (a[..., :, None] == b[..., None, :]).mean(
-            (-2, -1)
-        )
-
-    assert (sac["poi_low"], sac["poi_high"]) == pytest.approx(_scipy_ci((x, y), poi))
+    assert (sac["poi"], sac["poi_low"], sac["poi_high"]) == _rliable_poi(x, y)
+    assert sac["poi_low"] < sac["poi"] < sac["poi_high"]
 
 
-def test_ranking_order(suite: dict[str, Any]) -> None:
-    ranking = suite["tables"]["ranking"]
-    # Grid-mean IQMs: cheetah sac 24, rarl 124, qarl 224 -> 0, 0.5, 1; hopper sac 54, rarl 24, qarl 124 -> 0.3, 0, 1.
+def _normalised(per_seed: pd.DataFrame, method: str, score: str) -> np.ndarray:
+    """The (seeds, tasks) matrix of a method's normalised score: dmc returns over 1000, Hopper's over 3800."""
+    high = {"dmc/cheetah-run": 1000.0, "gym/Hopper-v5": 3800.0}
+    cols = [per_seed[(per_seed.task == t) & (per_seed.method == method)].sort_values("seed")[score] / h
+            for t, h in sorted(high.items())]  # fmt: skip
+    return np.stack([c.to_numpy() for c in cols], axis=1)
+
+
+def test_ranking_by_fixed_reference_scores_equals_rliable(suite: dict[str, Any]) -> None:
+    tables = suite["tables"]
+    ranking, per_seed = tables["ranking"], tables["per_seed"]
     assert ranking["method"].tolist() == ["qarl", "rarl", "sac"]
-    scores = dict(zip(ranking["method"], ranking["robustness_score"], strict=True))
-    assert scores == pytest.approx({"qarl": 1.0, "rarl": 0.25, "sac": 0.15})
-    assert ranking["rank_robustness"].tolist() == [1, 2, 3]
+    assert ranking["rank_robustness"].tolist() == [1, 2, 3] and ranking["n_tasks"].tolist() == [2, 2, 2]
+    for _, row in ranking.iterrows():
+        for name, score in (("robustness", "grid_mean"), ("performance", "nominal")):
+            expected = _rliable_iqm(_normalised(per_seed, row["method"], score))
+            assert (row[f"{name}_score"], row[f"{name}_low"], row[f"{name}_high"]) == pytest.approx(expected)
     perf = dict(zip(ranking["method"], ranking["rank_performance"], strict=True))
     assert perf == {"qarl": 1, "rarl": 2, "sac": 3}  # nominal IQMs 10 > 6 > 3 on both tasks
+    # By hand: sac's normalised grid means are (4 + 10 s) / 1000 and (34 + 10 s) / 3800; the IQM of the ten values
+    # drops the two lowest and two highest.
+    values = np.sort([(4 + 10 * s) / 1000 for s in SEEDS] + [(34 + 10 * s) / 3800 for s in SEEDS])
+    assert ranking.set_index("method").at["sac", "robustness_score"] == pytest.approx(values[2:8].mean())
+
+
+def test_adding_a_method_changes_no_other_score(suite: dict[str, Any]) -> None:
+    """Fixed reference scores: a method's score and rank order do not depend on which other methods are present."""
+    without = [r for r in suite["records"] if r["method"] != "qarl"]
+    tables = compute_leaderboard(suite["evals"][suite["evals"]["method"] != "qarl"], without, n_boot=N_BOOT)
+    full = suite["tables"]["ranking"].set_index("method")
+    part = tables["ranking"].set_index("method")
+    for method in ("sac", "rarl"):
+        assert part.at[method, "robustness_score"] == full.at[method, "robustness_score"]
+        assert part.at[method, "performance_score"] == full.at[method, "performance_score"]
+    assert part["rank_robustness"].to_dict() == {"rarl": 1, "sac": 2}
+
+
+def test_aggregates_equal_rliable(suite: dict[str, Any]) -> None:
+    tables = suite["tables"]
+    per_seed = tables["per_seed"]
+    agg = tables["aggregate"].set_index(["method", "score"])
+    expected = _rliable_iqm(_normalised(per_seed, "qarl", "grid_mean"))
+    assert tuple(agg.loc[("qarl", "grid_mean"), ["iqm", "low", "high"]]) == pytest.approx(expected)
+    assert ("sac", "worst_case") not in agg.index  # sac has no worst-case rows
+    poi = tables["poi_aggregate"].set_index("method")
+    assert set(poi.index) == {"qarl", "sac"} and set(poi["baseline"]) == {"rarl"}
+
+    def raw(method: str) -> np.ndarray:
+        return np.stack(
+            [per_seed[(per_seed.task == t) & (per_seed.method == method)].sort_values("seed")["grid_mean"].to_numpy()
+             for t in sorted(TASKS)], axis=1)  # fmt: skip
+
+    assert tuple(poi.loc["sac", ["poi", "low", "high"]]) == pytest.approx(_rliable_poi(raw("sac"), raw("rarl")))
+    assert poi.at["qarl", "poi"] == 1.0  # qarl's grid means beat rarl's on both tasks
+    library, _ = qstats.rliable_modules()
+    matrices = {m: _normalised(per_seed, m, "grid_mean") for m in ("qarl", "rarl", "sac")}  # the ranking's order
+    np.random.seed(0)
+    profiles, cis = library.create_performance_profile(matrices, np.linspace(0, 1, 21), reps=N_BOOT)
+    profile = tables["profile"]
+    qarl = profile[profile["method"] == "qarl"]
+    np.testing.assert_allclose(qarl["fraction"], profiles["qarl"])
+    np.testing.assert_allclose(qarl["low"], cis["qarl"][0])
+    np.testing.assert_allclose(qarl["high"], cis["qarl"][1])
+    assert qarl["tau"].iloc[0] == 0.0 and qarl["fraction"].iloc[0] == 1.0  # every normalised score exceeds 0
 
 
 def test_failed_runs_listed_and_excluded(suite: dict[str, Any]) -> None:
@@ -324,7 +407,7 @@ def test_written_files(suite: dict[str, Any], tmp_path: Path) -> None:
     command = "qarl leaderboard runs/ --out board"
     paths = write_leaderboard(suite["tables"], suite["records"], tmp_path, command)
     names = sorted(p.name for p in paths)
-    pngs = ["heatmap_dmc_cheetah-run.png", "heatmap_gym_Hopper-v5.png"]
+    pngs = ["heatmap_dmc_cheetah-run.png", "heatmap_gym_Hopper-v5.png", "aggregate.png", "poi.png", "profile.png"]
     assert names == sorted(["leaderboard.md", "leaderboard.csv", "leaderboard.html", *pngs])
     assert all(p.exists() for p in paths)
     main = suite["tables"]["main"]
@@ -335,6 +418,7 @@ def test_written_files(suite: dict[str, Any], tmp_path: Path) -> None:
     assert "torch 2.13.0+cpu" in md and "mujoco 3.17.0" in md and "dm-control 1.0.50" in md
     assert "non-finite loss: critic nan" in md and "interrupted" in md
     assert "3.0 [" in md  # the sac nominal IQM with its interval
+    assert "![aggregate](aggregate.png)" in md and "reference_scores.yaml" in md
     html = (tmp_path / "leaderboard.html").read_text()
     assert "<table" in html and command in html and "http" not in html
     import matplotlib.image
@@ -357,7 +441,7 @@ def test_html_page_is_self_contained_and_readable(suite: dict[str, Any], tmp_pat
     write_leaderboard(suite["tables"], suite["records"], tmp_path / "board", "qarl leaderboard runs/ --out board")
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     # nothing fetched from elsewhere: the heatmaps are embedded, no external script, style or image
-    assert not re.search(r'(src|href)="(?!data:)', page) and page.count('src="data:image/png;base64,') == 2
+    assert not re.search(r'(src|href)="(?!data:)', page) and page.count('src="data:image/png;base64,') == 2 + 3
     assert page.count('<table class="sortable" id="table-') == 2 + 2  # two tasks, the ranking, the failed runs
     assert "<th>rank</th>" in page and "function sortTable" in page
     assert re.search(r'data-v="3\.0"[^>]*>3\.0<br><span class="ci">\[', page)  # IQM [low, high] in one cell

@@ -45,7 +45,7 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     assert table1.loc["sac", "performance_pct"] == pytest.approx(0, abs=1e-9)  # the reference vs itself
     assert (table1["seeds"] == 2).all()
     temp = pd.read_csv(fig / "qarl-temperature" / "temperature.csv")
-    assert temp[temp.iteration == 1]["mean_teacher_kappa"].iloc[0] == pytest.approx(50.0)  # the teacher's start
+    assert temp[temp.iteration == 1]["iqm_teacher_kappa"].iloc[0] == pytest.approx(50.0)  # the teacher's start
     cells = pd.read_csv(fig / "qarl-heatmaps" / "heatmaps.csv")
     assert cells.groupby("method").size().to_dict() == {"qarl": 9, "rarl": 9, "sac": 9}  # 3 x 3 smoke grid
     pct = pd.read_csv(fig / "rarl-percentile" / "percentile.csv")
@@ -54,7 +54,7 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     nav = pd.read_csv(fig / "qarl-navigation" / "navigation.csv")
     assert sorted(nav.wind_factor.unique()) == [1, 2, 3, 4] and set(nav.method) == {"sac", "qarl"}
     critics = pd.read_csv(fig / "realizability-critics" / "critics.csv")
-    assert set(critics.method) == {"rarl", "qarl"} and critics["mean"].notna().all()
+    assert set(critics.method) == {"rarl", "qarl"} and critics["iqm"].notna().all()
     ablation = pd.read_csv(fig / "qarl-ablation" / "ablation.csv")
     assert set(ablation.method) == {"qarl", "qarl_linear", "qarl_point", "qarl_single", "qarl_homogeneous"}
     verdicts = pd.read_csv(fig / "robust-small" / "verdicts.csv")

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from qarl.report.verdicts import CLAIMS, MIN_SEEDS, poi, stratified_poi, verdict, verdict_table
+from qarl.report.stats import StatsError, poi_interval
+from qarl.report.verdicts import CLAIMS, MIN_SEEDS, verdict, verdict_table
+
+
+def _by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y) / (len(x) * len(y))
 
 
 def test_poi_is_the_mann_whitney_statistic():
@@ -17,18 +22,21 @@ def test_poi_is_the_mann_whitney_statistic():
     for _ in range(20):
         x, y = rng.integers(0, 5, size=5).astype(float), rng.integers(0, 5, size=4).astype(float)
         u = stats.mannwhitneyu(x, y).statistic  # pairs with x > y, plus half the ties
-        assert poi(x, y) == pytest.approx(u / (len(x) * len(y)))
-    assert poi([3, 4], [1, 2]) == 1.0 and poi([1, 2], [1, 2]) == 0.5
+        assert poi_interval(x, y, reps=10)[0] == pytest.approx(u / (len(x) * len(y))) == pytest.approx(_by_hand(x, y))
+    assert poi_interval([3, 4], [1, 2])[0] == 1.0 and poi_interval([1, 2], [1, 2])[0] == 0.5
 
 
-def test_stratified_poi_averages_tasks_and_brackets_the_point():
-    xs, ys = [np.array([3.0, 4, 5, 6, 7]), np.array([1.0, 2, 3, 4, 5])], [np.array([1.0, 2, 3]), np.array([3.0, 4])]
-    p, lo, hi = stratified_poi(xs, ys, n_boot=4000, seed=1)
-    assert p == pytest.approx((poi(xs[0], ys[0]) + poi(xs[1], ys[1])) / 2)
+def test_poi_over_tasks_averages_them_and_brackets_the_point():
+    x = np.array([[3.0, 1], [4, 2], [5, 3], [6, 4], [7, 5]])  # (seeds, tasks)
+    y = np.array([[1.0, 3], [2, 4], [3, 3.5], [0, 2.5], [2, 5]])
+    p, lo, hi = poi_interval(x, y, reps=2000, seed=1)
+    assert p == pytest.approx((_by_hand(x[:, 0], y[:, 0]) + _by_hand(x[:, 1], y[:, 1])) / 2)
     assert lo < p < hi and 0 <= lo and hi <= 1
-    assert stratified_poi(xs, ys, n_boot=500, seed=3) == stratified_poi(xs, ys, n_boot=500, seed=3)  # reproducible
-    with pytest.raises(ValueError, match="at least one score"):
-        stratified_poi([np.array([1.0])], [np.array([])])
+    assert poi_interval(x, y, reps=500, seed=3) == poi_interval(x, y, reps=500, seed=3)  # reproducible
+    with pytest.raises(StatsError, match="non-empty"):
+        poi_interval(np.array([1.0]), np.array([]))
+    with pytest.raises(StatsError, match="tasks must be the same"):
+        poi_interval(x, y[:, :1])
 
 
 @pytest.mark.parametrize(
@@ -42,7 +50,7 @@ def test_stratified_poi_averages_tasks_and_brackets_the_point():
     ],
 )
 def test_the_rule_on_synthetic_scores(x, y, expected):
-    p, lo, hi = stratified_poi([np.array(x, float)], [np.array(y, float)], n_boot=2000)
+    p, lo, hi = poi_interval(np.array(x, float), np.array(y, float), reps=2000)
     assert verdict(lo, hi, min(len(x), len(y))) == expected
     if expected == "supported":
         assert (p, lo, hi) == (1.0, 1.0, 1.0)
