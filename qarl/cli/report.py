@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from qarl.cli.common import UserError
 from qarl.config import SCALES
@@ -40,9 +39,10 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from qarl.provenance import command_line
     from qarl.report.leaderboard import LeaderboardError, main_leaderboard
 
-    command = "qarl " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("qarl") else "qarl leaderboard"
+    command = command_line(args.argv)  # as typed, also when run as `python -m qarl`
     try:
         files = main_leaderboard(args.results, args.out, args.allow_mixed, args.policy_mode, command=command)
     except LeaderboardError as exc:

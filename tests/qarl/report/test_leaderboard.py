@@ -512,3 +512,11 @@ def test_each_task_states_its_adversary_strength():
     )
     default = "adversary bound the task's default; worst-case adversary bound the trial's bound"
     assert strength_text(records, "b") == default
+
+
+def test_the_command_records_itself_as_typed(suite: dict[str, Any], tmp_path: Path) -> None:
+    from qarl.cli import main
+
+    assert main(["leaderboard", str(suite["root"]), "--out", str(tmp_path / "board")]) == 0
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert f"    qarl leaderboard {suite['root']} --out {tmp_path / 'board'}" in md
