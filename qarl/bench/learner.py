@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 import sys
 import time
@@ -205,6 +206,24 @@ def _null_logger() -> Any:
     return Logger(folder=None, output_formats=[])
 
 
+def _kernel_text(model: Any, batch_size: int) -> tuple[str, str | None]:
+    """The fast update's matmul kernel in words (chosen by measurement, with its timings, or forced), and its name."""
+    from qarl.sac import fast as fast_sac
+
+    kernel = getattr(model, "matmul_kernel", None)
+    if kernel is None:
+        return "fast update's matmul kernel: none chosen (the fast update did not run)", None
+    forced = fast_sac.kernel_override()
+    if forced is not None:
+        return f"fast update's matmul kernel: {kernel} (forced by QARL_ONEDNN={os.environ.get('QARL_ONEDNN')})", kernel
+    key = (tuple(fast_sac.critic_shapes(model)), batch_size, len(model.critic.q_networks))
+    timings = fast_sac.kernel_timings.get(key)
+    if not timings:
+        return f"fast update's matmul kernel: {kernel} (oneDNN unavailable here)", kernel
+    measured = ", ".join(f"{k} {1000 * t:.2f} ms" for k, t in sorted(timings.items(), key=lambda kv: kv[1]))
+    return f"fast update's matmul kernel: {kernel}, chosen by measurement (critic forward+backward: {measured})", kernel
+
+
 def _updates_per_s(model: Any, updates: int, batch_size: int, per_call: int = 1) -> float:
     t0 = time.perf_counter()
     for _ in range(max(1, updates // per_call)):  # per_call 1: one gradient step per call, as the loop drives it
@@ -269,8 +288,10 @@ def bench_update(rounds: int = 5, updates: int = 60, seed: int = 0) -> dict[str,
     header = f"{'updates/s':>10s} {'ms/update':>10s} {'GFLOP/s':>8s} {'of limit':>9s} {'vs SB3':>7s}"
     print(f"{'learner':34s} {header}  runs")
     base = statistics.median(runs[names[0]])
+    kernel_line, kernel = _kernel_text(learners["qarl fast update"], batch)
+    print(kernel_line)
     summary: dict[str, Any] = {"matmul_gflops": limit, "matmul_kernels": rates, "flops": flops, "runs": runs,
-                               "learners": {}}
+                               "learners": {}, "fast_update_kernel": kernel}
     for name in names:
         ups = statistics.median(runs[name])
         gflops = ups * per_update / 1e9

@@ -261,6 +261,10 @@ def _run(
         git=provenance.git_revision(),
         iterations=config.loop.iterations,
         adversary_bound=trainer.game.adversary_bound.tolist(),
+        # the fast update's matmul kernel per player (qarl.sac.fast.choose_kernel; kept from the checkpoint on resume)
+        matmul_kernels={
+            name: getattr(getattr(p, "model", None), "matmul_kernel", None) for name, p in trainer.players.items()
+        },
     )
     if config.strength:
         meta["strength"] = dict(config.strength)

@@ -22,12 +22,13 @@ same order of the optimiser steps, same random draws) for the MLP policies the s
   state after a step equals the SB3 path's), gathered into preallocated arrays shared with torch. Activations and
   input gradients live in preallocated buffers too (fresh 0.5 MB tensors per step cost page faults).
 - **Adam through torch's fused kernel**, called directly on each SB3 optimiser's own state (:class:`_AdamStep`).
-- **Matmuls through oneDNN** where this torch build has its fp32 linear op (:func:`onednn_linear`): on this
-  project's AMD machine torch's own fp32 matmul (MKL's sgemm) runs at about half of what oneDNN reaches with the
-  same float32 arithmetic (112 vs 235 GFLOP/s on one core). The critics then run network by network (bias and
-  ReLU fused into each hidden matmul, weight gradients read both operands transposed in place) instead of as one
-  ``baddbmm``; the thin value and action heads stay on ``torch.mm``. Elsewhere (no op, a GPU, ``QARL_ONEDNN=0``) the
-  stacked ``baddbmm``/``bmm`` path runs; both paths are the same algorithm and are tested against SB3.
+- **Matmul kernels chosen by measurement** (:func:`choose_kernel`): where this torch build has oneDNN's fp32
+  linear op (:func:`onednn_linear`), both paths are timed on the model's own shapes when it is built, and the faster
+  is used. On the ``onednn`` path the critics run network by network (bias and ReLU fused into each hidden matmul,
+  weight gradients read both operands transposed in place); the thin value and action heads stay on ``torch.mm``.
+  On the ``mm`` path (also where oneDNN is absent, on a GPU, or with ``QARL_ONEDNN=0``) the stacked
+  ``baddbmm``/``bmm`` path runs. Both are the same algorithm and are tested against SB3; they round differently,
+  so the choice is recorded (``QSAC.matmul_kernel``, checkpoints, ``meta.json``) and kept on resume.
 
 ``torch.compile`` is not used: matmuls are most of the step and the element-wise remainder is small.
 
@@ -45,6 +46,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,39 +77,115 @@ def _relu_mlp(module: nn.Module) -> list[nn.Linear] | None:
 
 _ONEDNN_ENV = "QARL_ONEDNN"
 _onednn_state: list[Any] = []  # [linear op or None], filled on first use
-ONEDNN_MIN_WORK = 256 * 128 * 128
-"""oneDNN only for models whose widest hidden matmul has at least this many multiply-adds (batch x width x width):
-below it the op's per-call overhead (about 10 us against about 2 us for ``torch.mm``) outweighs its faster arithmetic
-(measured here: 64x64 at batch 128 runs 1.6x faster on ``torch.mm``, 128x128 at batch 256 and 256x256 at batch 64
-are about 10% faster on oneDNN, 3x256 at batch 256 1.7x)."""
+KERNELS = ("onednn", "mm")
+"""The fast update's two matmul paths: ``onednn`` (torch's oneDNN fp32 linear op, network by network, bias and ReLU
+fused) and ``mm`` (``torch.mm`` / the stacked ``baddbmm`` and ``bmm`` of all critics). Which is faster depends on
+the CPU (on one AMD EPYC of this project oneDNN ran at twice MKL's sgemm; on an Intel Xeon with AVX-512 torch.mm was
+faster), so :func:`choose_kernel` times both on the model's own shapes."""
+_kernel_cache: dict[tuple[Any, ...], str] = {}
+kernel_timings: dict[tuple[Any, ...], dict[str, float]] = {}
+"""The measured seconds per critic forward and backward of each kernel, by (shapes, batch size, networks): what
+:func:`choose_kernel` chose from (read by ``qarl bench update``)."""
 
 
 def onednn_linear() -> Any:
     """torch's oneDNN fp32 linear op ``y = x @ w.T + b`` (optionally with the ReLU fused), or None where unusable.
 
     ``torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], "")`` with ``attr`` "none" or "relu"; it accepts
-    transposed (strided) ``x`` and ``w``. On this project's machine (AMD EPYC, CPU family 26) torch's own fp32
-    matmul (MKL's sgemm) reaches about 112 GFLOP/s on one core at 256^3, oneDNN about 235 GFLOP/s with the same
-    float32 arithmetic (errors of the order of 1e-5 of a 256-term dot product for both). Used when this torch
-    build has the op and a check against ``torch.mm`` passes; the environment variable ``QARL_ONEDNN=0`` turns it
-    off (``torch.mm`` everywhere).
+    transposed (strided) ``x`` and ``w``. Available when this torch build has the op and a check against
+    ``torch.mm`` passes (errors of the order of 1e-5 of a 256-term dot product for both).
     """
     if not _onednn_state:
         _onednn_state.append(_probe_onednn())
     return _onednn_state[0]
 
 
-def onednn_for(shapes: list[tuple[int, int]], batch_size: int, device: th.device) -> Any:
-    """The oneDNN linear op for MLPs of these (out, in) layer shapes at this batch size on ``device``, else None."""
-    widest = max(min(o, i) for o, i in shapes)
-    if device.type != "cpu" or batch_size * widest * widest < ONEDNN_MIN_WORK:
+def kernel_override() -> str | None:
+    """The kernel forced by the environment variable ``QARL_ONEDNN``: ``0`` (or false/no/off) ``mm``, ``1`` (or
+    true/yes/on) ``onednn``; unset, empty or ``auto``: None (chosen by measurement)."""
+    value = os.environ.get(_ONEDNN_ENV, "").strip().lower()
+    if value in ("", "auto"):
         return None
-    return onednn_linear()
+    if value in ("0", "false", "no", "off"):
+        return "mm"
+    if value in ("1", "true", "yes", "on"):
+        return "onednn"
+    raise ValueError(f"{_ONEDNN_ENV}={value!r}: expected 0 (torch.mm), 1 (oneDNN) or auto (the faster, measured)")
+
+
+def usable_kernel(kernel: str, device: th.device) -> str:
+    """``kernel`` where it can run on ``device`` with this torch build, else ``mm`` (which runs everywhere)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"matmul kernel must be one of {list(KERNELS)}, got {kernel!r}")
+    if kernel == "onednn" and (device.type != "cpu" or onednn_linear() is None):
+        return "mm"
+    return kernel
+
+
+def choose_kernel(
+    shapes: list[tuple[int, int]],
+    batch_size: int,
+    networks: int,
+    device: th.device,
+    timer: Callable[[list[tuple[int, int]], int, int], dict[str, float]] | None = None,
+) -> str:
+    """The matmul kernel for ``networks`` ReLU MLPs of these (out, in) layer shapes at this batch size.
+
+    ``QARL_ONEDNN`` forces one (:func:`kernel_override`). Otherwise, where both can run, each is timed on this
+    machine (``timer``, default :func:`time_kernels`: seconds per forward and backward) once per process and key,
+    and the faster is kept; elsewhere ``mm``. The two kernels round differently (the same algorithm; both are tested
+    against stable-baselines3), so the choice is recorded with the model (``QSAC.matmul_kernel``), its checkpoints
+    and the run's ``meta.json``, and a resumed run keeps it.
+    """
+    forced = kernel_override()
+    if forced is not None:
+        return usable_kernel(forced, device)
+    if device.type != "cpu" or onednn_linear() is None:
+        return "mm"
+    key = (tuple(map(tuple, shapes)), int(batch_size), int(networks))
+    if key not in _kernel_cache:
+        timings = (timer or time_kernels)(list(shapes), batch_size, networks)
+        kernel_timings[key] = dict(timings)
+        _kernel_cache[key] = min(KERNELS, key=lambda k: timings.get(k, math.inf))
+    return _kernel_cache[key]
+
+
+def time_kernels(shapes: list[tuple[int, int]], batch_size: int, networks: int, rounds: int = 15) -> dict[str, float]:
+    """Median seconds of one forward and one backward (with parameter gradients) of ``networks`` ReLU MLPs of these
+    shapes at this batch size, through each kernel; the kernels alternate within every round, so that a change of
+    the machine's load affects both alike."""
+    with th.random.fork_rng(devices=[]):  # the dummy networks' initialisation leaves torch's generator as it was
+        th.manual_seed(0)
+        stacks = {}
+        for kernel in KERNELS:
+            nets = []
+            for _ in range(networks):
+                layers: list[nn.Module] = []
+                for k, (o, i) in enumerate(shapes):
+                    layers.append(nn.Linear(i, o))
+                    if k < len(shapes) - 1:
+                        layers.append(nn.ReLU())
+                nets.append(nn.Sequential(*layers))
+            stacks[kernel] = _StackedMLP(nets, batch_size, slots=1, kernel=kernel)
+        z = th.randn(batch_size, shapes[0][1])
+        dq = th.randn(networks, batch_size, shapes[-1][0])
+    times: dict[str, list[float]] = {k: [] for k in KERNELS}
+
+    def once(stack: _StackedMLP) -> float:
+        t0 = time.perf_counter()
+        stack.backward(stack.forward(z), dq, param_grads=True, input_cols=slice(0, 1))
+        return time.perf_counter() - t0
+
+    for stack in stacks.values():  # warm-up: first-call allocations and kernel selection inside the libraries
+        once(stack)
+        once(stack)
+    for _ in range(rounds):
+        for kernel, stack in stacks.items():
+            times[kernel].append(once(stack))
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def _probe_onednn() -> Any:
-    if os.environ.get(_ONEDNN_ENV, "1").strip() in ("0", "false", "no", "off"):
-        return None
     try:
         if not th.backends.mkldnn.is_available():
             return None
@@ -158,7 +237,7 @@ def unsupported_reason(model: SAC) -> str | None:
 class _StackedMLP:
     """The ``n`` ReLU MLPs of an SB3 critic (one per ``q_network``) as one batched MLP over SB3's own parameters."""
 
-    def __init__(self, q_networks: list[nn.Module], batch_size: int, slots: int) -> None:
+    def __init__(self, q_networks: list[nn.Module], batch_size: int, slots: int, kernel: str = "mm") -> None:
         nets = [_relu_mlp(q) for q in q_networks]
         assert all(n is not None for n in nets)
         self.n = len(nets)
@@ -192,8 +271,9 @@ class _StackedMLP:
             self.grad_weights.append(gw)
             self.grad_biases.append(gb)
         self._ptrs = [p.data_ptr() for p in self.params]
-        # oneDNN for CPU tensors and matmuls big enough (None: the stacked baddbmm/bmm path below)
-        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)
+        # the oneDNN op for kernel "onednn" (None: the stacked baddbmm/bmm path below)
+        self.kernel = usable_kernel(kernel, self.flat.device)
+        self.linear = onednn_linear() if self.kernel == "onednn" else None
         # Preallocated activations (``slots`` sets, one per forward whose activations must live at the same time) and
         # input gradients: fresh 0.5 MB tensors every step cost page faults comparable to their arithmetic.
         self.acts = [[th.empty(self.n, batch_size, o) for o, _ in self.shapes] for _ in range(slots)]
@@ -353,6 +433,24 @@ def fused_adam_step(lists: tuple[list[th.Tensor], ...], group: dict[str, Any]) -
     )  # fmt: skip
 
 
+def critic_shapes(model: SAC) -> list[tuple[int, int]]:
+    """The (out, in) shapes of the layers of one of the model's critics."""
+    return [tuple(lin.weight.shape) for lin in _relu_mlp(model.critic.q_networks[0]) or []]
+
+
+def resolve_kernel(model: SAC, batch_size: int) -> str:
+    """The matmul kernel of the model's fast update: ``QARL_ONEDNN`` when set, else the model's recorded
+    ``matmul_kernel`` (chosen when it was built, or restored from a checkpoint), else :func:`choose_kernel`; the
+    result is recorded on the model."""
+    device = next(model.policy.parameters()).device
+    kernel = kernel_override() or getattr(model, "matmul_kernel", None)
+    if kernel is None:
+        kernel = choose_kernel(critic_shapes(model), batch_size, len(model.critic.q_networks), device)
+    kernel = usable_kernel(kernel, device)
+    model.matmul_kernel = kernel
+    return kernel
+
+
 class FastSACUpdate:
     """The gradient steps of one ``QSAC`` model (see the module docstring); built lazily by ``QSAC.train``."""
 
@@ -365,8 +463,9 @@ class FastSACUpdate:
         buf = model.replay_buffer
         self.obs_dim = d = int(buf.obs_shape[0])
         self.act_dim = a = int(buf.action_dim)
-        self.critics = _StackedMLP(model.critic.q_networks, b, slots=2)  # critic loss, actor loss
-        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1)
+        self.kernel = kernel = resolve_kernel(model, b)
+        self.critics = _StackedMLP(model.critic.q_networks, b, slots=2, kernel=kernel)  # critic loss, actor loss
+        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1, kernel=kernel)
         actor = model.actor
         self.actor_linears: list[nn.Linear] = _relu_mlp(actor.latent_pi) or []
         self.actor_grads = {p: th.zeros_like(p) for p in actor.parameters()}
@@ -389,7 +488,12 @@ class FastSACUpdate:
         self.temperature_adam = _AdamStep(model.ent_coef_optimizer) if model.ent_coef_optimizer is not None else None
 
     def is_current(self, batch_size: int) -> bool:
-        return batch_size == self.batch_size and self.critics.is_bound() and self.targets.is_bound()
+        return (
+            batch_size == self.batch_size
+            and self.kernel == getattr(self.model, "matmul_kernel", self.kernel)
+            and self.critics.is_bound()
+            and self.targets.is_bound()
+        )
 
     def _sample(self) -> None:
         """SB3's ``ReplayBuffer.sample`` (same two draws from numpy's global generator) into the preallocated batch."""

@@ -42,7 +42,8 @@ from qarl.sac.fast import (
     _relu_mlp,
     _StackedMLP,
     fused_adam_step,
-    onednn_for,
+    onednn_linear,
+    resolve_kernel,
     unsupported_reason,
 )
 from qarl.sac.learner import QSAC
@@ -52,22 +53,24 @@ def group_key(model: QSAC, batch_size: int) -> tuple[Any, ...] | None:
     """Models with equal keys can share one :class:`GroupedSACUpdate` (None: this model's steps cannot be grouped).
 
     The key holds what the batched step shares between models: the class (its temperature rule), the batch size,
-    the device, every parameter shape, gamma, tau, the learning rates and whether the temperature is learned.
+    the device, every parameter shape, gamma, tau, the learning rates, whether the temperature is learned and the
+    matmul kernel (:func:`qarl.sac.fast.resolve_kernel`).
     """
     if not isinstance(model, QSAC) or not model.fast_update or unsupported_reason(model) is not None:
         return None
     shapes = tuple(tuple(p.shape) for p in model.policy.parameters())
     rates = (model.actor_lr, model.critic_lr, model.temperature_lr)
     learned = model.ent_coef_optimizer is not None
-    return (type(model), batch_size, str(model.device), shapes, model.gamma, model.tau, rates, learned)
+    kernel = resolve_kernel(model, batch_size)  # models on different matmul kernels round differently: not grouped
+    return (type(model), batch_size, str(model.device), shapes, model.gamma, model.tau, rates, learned, kernel)
 
 
 class _GroupedStackedMLP(_StackedMLP):
     """The critics of K models (``c`` each, K*c networks in SB3's order) with one input batch per model."""
 
-    def __init__(self, q_networks: list[nn.Module], groups: int, batch_size: int, slots: int) -> None:
+    def __init__(self, q_networks: list[nn.Module], groups: int, batch_size: int, slots: int, kernel: str) -> None:
         with th.device(next(q_networks[0].parameters()).device):  # the buffers _StackedMLP allocates, on that device
-            super().__init__(q_networks, batch_size, slots)
+            super().__init__(q_networks, batch_size, slots, kernel)
         self.groups = groups
         self.per_group = self.n // groups
 
@@ -100,7 +103,7 @@ class _GroupedStackedMLP(_StackedMLP):
 class _StackedActors:
     """The K actors (ReLU latent MLP, mu and log_std heads) as one batched MLP over SB3's own parameters."""
 
-    def __init__(self, actors: list[nn.Module], batch_size: int, device: th.device) -> None:
+    def __init__(self, actors: list[nn.Module], batch_size: int, device: th.device, kernel: str) -> None:
         latents = [_relu_mlp(a.latent_pi) or [] for a in actors]
         self.k = k = len(actors)
         layers = [[lat[i] for lat in latents] for i in range(len(latents[0]))]
@@ -140,7 +143,7 @@ class _StackedActors:
             w.view(k, 2 * a_dim, h_dim), b.view(k, 2 * a_dim), gw.view(k, 2 * a_dim, h_dim), gb.view(k, 2 * a_dim)
         )
         self._ptrs = [p.data_ptr() for p in self.params]
-        self.linear = onednn_for(self.shapes, batch_size, self.flat.device)  # as in qarl.sac.fast._StackedMLP
+        self.linear = onednn_linear() if kernel == "onednn" else None  # as in qarl.sac.fast._StackedMLP
         widths = [o for o, _ in self.shapes]
         self.acts = [th.empty(k, 2 * batch_size, w, device=device) for w in widths]
         self.input_grads = [th.empty(k, batch_size, w, device=device) for w in widths]
@@ -277,10 +280,11 @@ class GroupedSACUpdate:
         self.obs_dim = d = int(buf.obs_shape[0])
         self.act_dim = a = int(buf.action_dim)
         n_critics = len(first.critic.q_networks)
-        self.critics = _GroupedStackedMLP([q for m in models for q in m.critic.q_networks], k, b, slots=2)
-        self.targets = _GroupedStackedMLP([q for m in models for q in m.critic_target.q_networks], k, b, slots=1)
+        self.kernel = kernel = resolve_kernel(first, b)  # the same for all: it is part of the group key
+        self.critics = _GroupedStackedMLP([q for m in models for q in m.critic.q_networks], k, b, 2, kernel)
+        self.targets = _GroupedStackedMLP([q for m in models for q in m.critic_target.q_networks], k, b, 1, kernel)
         self.n_critics = n_critics
-        self.actors = _StackedActors([m.actor for m in models], b, device)
+        self.actors = _StackedActors([m.actor for m in models], b, device, self.critics.kernel)
         self.gamma, self.tau = first.gamma, first.tau
         self.learn_temperature = first.ent_coef_optimizer is not None
         if self.learn_temperature:

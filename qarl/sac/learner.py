@@ -24,7 +24,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import update_learning_rate
 
 from qarl.config import require_at_least
-from qarl.sac.fast import FastSACUpdate, unsupported_reason
+from qarl.sac.fast import FastSACUpdate, resolve_kernel, unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,9 @@ class QSAC(SAC):
         self.fast_update = fast_update
         self.fast_fallback_reason: str | None = None
         self._fast: FastSACUpdate | None = None
+        # The fast update's matmul kernel ("onednn" or "mm", qarl.sac.fast.choose_kernel): chosen when the model is
+        # built (make_sac), saved in checkpoints and restored with them, so that a resumed run rounds as before.
+        self.matmul_kernel: str | None = None
         # Offered every train() call first; returns True when it took the gradient steps itself (an orchestrator that
         # batches the steps of several models, qarl.experiment.group), False to leave them to train().
         self.update_delegate: Callable[[QSAC, int, int], bool] | None = None
@@ -234,6 +237,8 @@ def make_sac(
     )
     # A logger without outputs: train() records its losses there and the loop reads them back.
     model.set_logger(Logger(folder=None, output_formats=[]))
+    if config.fast_update and unsupported_reason(model) is None:
+        resolve_kernel(model, config.batch_size)  # measured now, before any checkpoint can be taken
     return model
 
 

@@ -151,6 +151,7 @@ def player_state(player: Player) -> dict[str, Any]:
         "updates": player.updates,
         "n_updates": m._n_updates,
         "buffer": buffer_state(player),
+        "matmul_kernel": getattr(m, "matmul_kernel", None),
     }
     if m.ent_coef_optimizer is not None:
         state["log_ent_coef"] = m.log_ent_coef.detach().clone()
@@ -172,6 +173,9 @@ def load_player_state(player: Player, state: dict[str, Any]) -> None:
         m.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
     m._set_rates()  # optimiser state dicts carry the saved rates; the config's are authoritative
     player.env_steps, player.updates, m._n_updates = state["env_steps"], state["updates"], state["n_updates"]
+    if state.get("matmul_kernel") is not None:  # the kernel the run used so far (checkpoints of earlier versions: none)
+        m.matmul_kernel = state["matmul_kernel"]
+        m._fast = None  # rebuilt on the next step with that kernel
     load_buffer_state(player, state["buffer"])
 
 

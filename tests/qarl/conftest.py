@@ -13,7 +13,7 @@ def matmul_backend(request, monkeypatch):
     if request.param == "onednn":
         if fast_sac.onednn_linear() is None:
             pytest.skip("this torch build has no usable oneDNN linear op")
-        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the tests' small networks
+        monkeypatch.setenv("QARL_ONEDNN", "1")  # forced, also for the tests' small networks
     else:
-        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+        monkeypatch.setenv("QARL_ONEDNN", "0")
     return request.param

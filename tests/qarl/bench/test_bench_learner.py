@@ -27,11 +27,11 @@ def test_flop_count_is_what_each_path_executes(net_arch, onednn, monkeypatch):
     """torch's FlopCounterMode (2 FLOP per multiply-add of mm/addmm/bmm/baddbmm and of the fast update's oneDNN
     linear op, autograd's included), with the fast update's matmuls through oneDNN and through torch.mm."""
     if not onednn:
-        monkeypatch.setattr(fast_sac, "_onednn_state", [None])
+        monkeypatch.setenv("QARL_ONEDNN", "0")
     elif fast_sac.onednn_linear() is None:
         pytest.skip("this torch build has no usable oneDNN linear op")
     else:
-        monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 0)  # also for the small network
+        monkeypatch.setenv("QARL_ONEDNN", "1")  # forced, also for the small network
     batch = 16
     fast, ref = _pair(QSAC, SACConfig(net_arch=net_arch, batch_size=batch), 17)
     counts = {}
@@ -107,16 +107,49 @@ def test_bench_trial_runs(capsys):
     assert "paper-scale trial" in out and "5.8 h" in out
 
 
-def test_onednn_only_for_matmuls_big_enough(monkeypatch) -> None:
-    """Small networks stay on torch.mm (oneDNN's per-call overhead would dominate); the QARL settings use oneDNN."""
+def test_the_kernel_chosen_is_the_faster_measured_and_a_forced_one_is_honoured(monkeypatch) -> None:
+    """choose_kernel keeps the faster of the two timed kernels (timings injected), once per process and shape;
+    QARL_ONEDNN=0/1 forces one whatever the timings; off the CPU it is torch.mm."""
     if fast_sac.onednn_linear() is None:
         pytest.skip("this torch build has no usable oneDNN linear op")
-    monkeypatch.setattr(fast_sac, "ONEDNN_MIN_WORK", 256 * 128 * 128)
-    cpu = th.device("cpu")
-    assert fast_sac.onednn_for([(256, 17), (256, 256), (256, 256), (1, 256)], 256, cpu) is not None
-    assert fast_sac.onednn_for([(256, 23), (256, 256), (1, 256)], 64, cpu) is not None
-    assert fast_sac.onednn_for([(64, 4), (64, 64), (1, 64)], 128, cpu) is None
-    assert fast_sac.onednn_for([(256, 17), (256, 256), (1, 256)], 256, th.device("meta")) is None
+    monkeypatch.delenv("QARL_ONEDNN", raising=False)
+    monkeypatch.setattr(fast_sac, "_kernel_cache", {})
+    cpu, calls = th.device("cpu"), []
+
+    def timer(times):
+        def measure(shapes, batch, networks):
+            calls.append((tuple(shapes), batch, networks))
+            return times
+
+        return measure
+
+    shapes = [(256, 23), (256, 256), (1, 256)]
+    assert fast_sac.choose_kernel(shapes, 256, 2, cpu, timer({"onednn": 2e-3, "mm": 3e-3})) == "onednn"
+    assert fast_sac.choose_kernel(shapes, 64, 2, cpu, timer({"onednn": 3e-3, "mm": 2e-3})) == "mm"
+    assert fast_sac.choose_kernel(shapes, 256, 2, cpu, timer({"onednn": 9.0, "mm": 1e-3})) == "onednn"  # cached
+    assert len(calls) == 2
+    for forced, kernel in (("0", "mm"), ("1", "onednn")):
+        monkeypatch.setenv("QARL_ONEDNN", forced)
+        assert fast_sac.choose_kernel(shapes, 32, 2, cpu, timer({"onednn": 1.0, "mm": 1.0} | {kernel: 2.0})) == kernel
+    assert len(calls) == 2  # a forced kernel is never timed
+    monkeypatch.setenv("QARL_ONEDNN", "maybe")
+    with pytest.raises(ValueError, match="QARL_ONEDNN='maybe'"):
+        fast_sac.choose_kernel(shapes, 32, 2, cpu)
+    monkeypatch.delenv("QARL_ONEDNN")
+    assert fast_sac.choose_kernel(shapes, 256, 2, th.device("meta"), timer({"onednn": 0.0, "mm": 1.0})) == "mm"
+
+
+def test_the_real_timing_picks_its_own_argmin_and_the_model_records_it(monkeypatch) -> None:
+    if fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    monkeypatch.delenv("QARL_ONEDNN", raising=False)
+    monkeypatch.setattr(fast_sac, "_kernel_cache", {})
     fast, _ = _pair(QSAC, SACConfig(net_arch=(64, 64), batch_size=128), 17)
+    fast.matmul_kernel = None
     fast.train(1, 128)
-    assert fast._fast is not None and fast._fast.critics.linear is None
+    key = (tuple(fast_sac.critic_shapes(fast)), 128, 2)
+    timings = fast_sac.kernel_timings[key]
+    assert set(timings) == {"onednn", "mm"} and all(t > 0 for t in timings.values())
+    assert fast.matmul_kernel == min(timings, key=timings.get) == fast._fast.kernel
+    assert (fast._fast.critics.linear is not None) == (fast.matmul_kernel == "onednn")
+

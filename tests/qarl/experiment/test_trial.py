@@ -165,8 +165,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path, matmul_backend):
     pd.testing.assert_frame_equal(_progress(full), _progress(part), check_exact=True)
 
 
-# the smoke learners' matmuls are too small for oneDNN (fast_sac.ONEDNN_MIN_WORK): "rarl-onednn" gives both players
-# 256-wide networks at batch 64, the smallest size that takes the fast update's oneDNN path
+# "rarl-onednn": the fast update's oneDNN kernel forced (QARL_ONEDNN=1), with 256-wide networks at batch 64
 _ONEDNN_SIZE = [f"--set={p}.{k}={v}" for p in ("protagonist", "adversary") for k, v in
                 (("net_arch", "[256,256]"), ("batch_size", 64))]  # fmt: skip
 # every registered method, and rarl on the oneDNN path
@@ -194,11 +193,12 @@ _KILL_DEFAULT = ("rarl",)
 def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
     """SIGKILL a `qarl train` process mid-run, resume it: the progress equals an uninterrupted run's."""
     extra = _kill_extra(algo)
+    kernel = "1" if algo.endswith("-onednn") else "0"
     algo = algo.removesuffix("-onednn")
     args = ["--task", "dmc/cartpole-balance", "--algo", algo, "--seed", "2", "--iterations", "6"]
     args += ["--set", "loop.checkpoint_every=2", "--set", "loop.horizon=120", "--set", "eval.enabled=false"]
     args += [*extra, "--experiment", "k"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "QARL_ONEDNN": kernel}
     subprocess.run(
         [sys.executable, "-m", "qarl", "train", *args, "--out", str(tmp_path / "full")],
         check=True,

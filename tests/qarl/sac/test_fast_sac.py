@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch as th
-from learner_pairs import OBS_DIM  # tests/qarl/learner_pairs.py
+from learner_pairs import ACT, OBS_DIM, _space  # tests/qarl/learner_pairs.py
 from learner_pairs import pair as _pair
 
 from qarl.sac.alpha import AlphaConditionedSAC
@@ -136,3 +136,44 @@ def test_models_off_the_cpu_are_not_taken_by_the_single_model_fast_update() -> N
     fast, _ = _pair(QSAC, config, OBS_DIM)
     fast.policy.to("meta")  # a device other than the CPU that exists on every machine (no data, no arithmetic)
     assert unsupported_reason(fast) == "parameters on meta (it runs on the CPU only)"
+
+
+def test_timing_the_kernels_leaves_the_generators_and_the_initialisation_alone(monkeypatch) -> None:
+    """make_sac times the two kernels (when none is forced); the networks it then builds are initialised from the
+    same torch generator state, so a run's weights do not depend on whether the kernel was measured or forced."""
+    from qarl.sac import fast as fast_sac
+    from qarl.sac.learner import make_sac
+
+    space, act = _space(OBS_DIM), ACT
+    config = SACConfig(net_arch=(64, 64), batch_size=128)
+    weights = {}
+    for mode in ("auto", "0"):
+        monkeypatch.setattr(fast_sac, "_kernel_cache", {})
+        if mode == "auto":
+            monkeypatch.delenv("QARL_ONEDNN", raising=False)
+        else:
+            monkeypatch.setenv("QARL_ONEDNN", mode)
+        th.manual_seed(3)
+        model = make_sac(config, space, act)
+        weights[mode] = [p.detach().clone() for p in model.policy.parameters()]
+        assert model.matmul_kernel in fast_sac.KERNELS
+        weights[f"next {mode}"] = th.rand(3)
+    for a, b in zip(weights["auto"], weights["0"], strict=True):
+        assert th.equal(a, b)
+    assert th.equal(weights["next auto"], weights["next 0"])
+
+
+def test_the_kernel_travels_with_the_checkpoint(monkeypatch) -> None:
+    """A resumed model keeps the kernel of the run it resumes, whatever it would have chosen itself."""
+    from qarl.sac.learner import Player
+    from qarl.training.checkpoint import load_player_state, player_state
+
+    monkeypatch.delenv("QARL_ONEDNN", raising=False)
+    space, act = _space(OBS_DIM), ACT
+    config = SACConfig(net_arch=(32, 32), batch_size=32, learning_starts=0)
+    a, b = Player("protagonist", config, space, act), Player("protagonist", config, space, act)
+    a.model.matmul_kernel, b.model.matmul_kernel = "onednn", "mm"
+    state = player_state(a)
+    assert state["matmul_kernel"] == "onednn"
+    load_player_state(b, state)
+    assert b.model.matmul_kernel == "onednn" and b.model._fast is None
