@@ -127,7 +127,7 @@ class _SeedThread:
         key = self._key(model, batch_size) if gradient_steps == 1 else None
         if key is None:
             return False  # QSAC.train takes the steps here, as in a single-seed run
-        self.request = (model, batch_size, key)
+        self.request = (model, batch_size, (key, model.critic_only()))  # critic-only steps group among themselves
         self._back.release()
         self._wake.acquire()
         self.request = None
@@ -191,7 +191,8 @@ class _Coordinator:
         models = [w.request[0] for w in members if w.request is not None]
         try:
             layout = self._layout(models, batch_size)
-            actor, critic, temp, alpha = layout.step([w.stream for w in members])
+            critic_only = members[0].request[2][1]  # type: ignore[index]
+            actor, critic, temp, alpha = layout.step([w.stream for w in members], critic_only=critic_only)
         except Exception as exc:  # a failed step fails the trials that asked for it, in their own threads
             for w in members:
                 w.deliver = exc

@@ -57,6 +57,10 @@ class AlphaConditionedSAC(QSAC):
 
     def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """The update written like SB3's ``SAC.train`` with per-sample alpha (the fast path's reference)."""
+        with self.holding_actor():
+            self._reference_steps(gradient_steps, batch_size)
+
+    def _reference_steps(self, gradient_steps: int, batch_size: int) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         actor_losses, critic_losses, alphas = [], [], []

@@ -536,8 +536,10 @@ class FastSACUpdate:
         return acts, log_std_raw, std, action, squash, log_prob
 
     @th.no_grad()
-    def step(self) -> tuple[float, float, float | None, th.Tensor]:
-        """One gradient step; returns (actor loss, critic loss, temperature loss or None, temperature used)."""
+    def step(self, critic_only: bool = False) -> tuple[float, float, float | None, th.Tensor]:
+        """One gradient step; returns (actor loss, critic loss, temperature loss or None, temperature used).
+        ``critic_only``: the same step with the temperature's and the actor's updates left out (their losses are
+        still computed and returned, as stable-baselines3's step with those optimiser steps removed logs them)."""
         model, b, d = self.model, self.batch_size, self.obs_dim
         self._sample()
         acts, log_std_raw, std, action, squash, log_prob = self._actor_forward()
@@ -551,7 +553,8 @@ class FastSACUpdate:
             shifted = log_prob_pi + model.target_entropy
             temp_loss = float(-(log_alpha * shifted).mean())
             log_alpha.grad = shifted.mean().neg().reshape(1)
-            self.temperature_adam.step()
+            if not critic_only:
+                self.temperature_adam.step()
 
         # soft Bellman target from the target critics
         self.z_next[:, :d] = self.x[b:]
@@ -576,6 +579,9 @@ class FastSACUpdate:
         q = q_pi[-1]
         min_q, argmin = q.min(0)
         actor_loss = float((alpha * log_prob_pi - min_q).mean())
+        if critic_only:
+            self.targets.flat.mul_(1 - model.tau).add_(self.critics.flat, alpha=model.tau)
+            return actor_loss, critic_loss, temp_loss, alpha
         dq = th.zeros_like(q).scatter_(0, argmin.unsqueeze(0), -1.0 / b)
         grad_action = self.critics.backward(q_pi, dq, param_grads=False, input_cols=slice(d, None))
         grad_log_prob = alpha * (1.0 / b)

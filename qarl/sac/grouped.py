@@ -338,9 +338,10 @@ class GroupedSACUpdate:
 
     @th.no_grad()
     def step(
-        self, streams: Sequence[AbstractContextManager[Any]] | None = None
+        self, streams: Sequence[AbstractContextManager[Any]] | None = None, critic_only: bool = False
     ) -> tuple[list[float], list[float], list[float] | None, list[float]]:
         """One gradient step of every model; ``streams[k]`` makes model k's generators the global ones.
+        ``critic_only``: every model's step leaves out the temperature and actor updates (``QSAC.critic_only``).
 
         Returns per model: (actor loss, critic loss, temperature loss or None, mean temperature used); the caller
         does the models' bookkeeping (``_n_updates``, ``record_train``). Without ``streams`` every model draws
@@ -384,7 +385,8 @@ class GroupedSACUpdate:
             grads = shifted_mean.neg()
             for i, m in enumerate(models):
                 m.log_ent_coef.grad = grads[i : i + 1]
-            self._adam(self.temperature_adam, [m.ent_coef_optimizer for m in models])
+            if not critic_only:
+                self._adam(self.temperature_adam, [m.ent_coef_optimizer for m in models])
 
         # soft Bellman targets from the target critics
         self.z_next[:, :, :d] = x[:, b:]
@@ -411,6 +413,9 @@ class GroupedSACUpdate:
         q = q_pi[-1].view(k, c, b, 1)
         min_q, argmin = q.min(1)
         actor_losses = (alpha * log_prob_pi - min_q).mean(dim=(1, 2)).tolist()
+        if critic_only:
+            self.targets.flat.mul_(1 - self.tau).add_(self.critics.flat, alpha=self.tau)
+            return actor_losses, critic_losses, temp_losses, alpha.mean(dim=(1, 2)).tolist()
         dq = th.zeros_like(q).scatter_(1, argmin.unsqueeze(1), -1.0 / b)
         grad_action = self.critics.backward(q_pi, dq.view(k * c, b, 1), param_grads=False, input_cols=slice(d, None))
         grad_log_prob = alpha * (1.0 / b)

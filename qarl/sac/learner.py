@@ -9,8 +9,9 @@ two-player loop instead of ``SAC.learn``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ from stable_baselines3.common.utils import update_learning_rate
 
 from qarl.config import require_at_least
 from qarl.sac.fast import FastSACUpdate, resolve_kernel, unsupported_reason
+
+INITS = ("torch_default", "xavier_relu")
+"""The layer initialisations of :attr:`SACConfig.init`."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,14 @@ class SACConfig:
     """Target entropy of the temperature loss; None means -|A|."""
     fast_update: bool = True
     """Gradient steps with the fast update (``qarl.sac.fast``, the same algorithm); False: SB3's ``train``."""
+    init: str = "torch_default"
+    """Initialisation of the actor's and the critics' layers: ``torch_default`` (PyTorch's, as stable-baselines3
+    leaves it) or ``xavier_relu`` (Xavier-uniform weights with the ReLU gain sqrt(2) on hidden layers and gain 1 on
+    the output layers, biases as PyTorch sets them: MushroomRL's SAC networks, which the QARL authors' code uses)."""
+    actor_learning_starts: int | None = None
+    """Stored transitions before the actor and temperature steps begin; below it a gradient step updates the critics
+    only (the same random draws, the actor and temperature left as they are). None: they start with the critics'
+    (``learning_starts``). The QARL authors' code: 5000, with the critics from 3000."""
 
     def validate(self) -> None:
         if not self.net_arch or any(h < 1 for h in self.net_arch):
@@ -74,6 +86,13 @@ class SACConfig:
         require_at_least(self, ("batch_size", "buffer_size", "train_every"), 1)
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {self.init!r}")
+        if self.actor_learning_starts is not None and self.actor_learning_starts < self.learning_starts:
+            raise ValueError(
+                f"actor_learning_starts ({self.actor_learning_starts}) must be at least learning_starts "
+                f"({self.learning_starts}): the actor cannot start before the critics"
+            )
 
 
 class SpacesEnv(gymnasium.Env):
@@ -117,6 +136,8 @@ class QSAC(SAC):
         # The fast update's matmul kernel ("onednn" or "mm", qarl.sac.fast.choose_kernel): chosen when the model is
         # built (make_sac), saved in checkpoints and restored with them, so that a resumed run rounds as before.
         self.matmul_kernel: str | None = None
+        # Stored transitions before the actor and temperature steps begin (SACConfig.actor_learning_starts)
+        self.actor_learning_starts = 0
         # Offered every train() call first; returns True when it took the gradient steps itself (an orchestrator that
         # batches the steps of several models, qarl.experiment.group), False to leave them to train().
         self.update_delegate: Callable[[QSAC, int, int], bool] | None = None
@@ -139,6 +160,10 @@ class QSAC(SAC):
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_fast", "update_delegate"]
 
+    def critic_only(self) -> bool:
+        """Whether the next gradient step updates the critics only (fewer than ``actor_learning_starts`` stored)."""
+        return self.replay_buffer.size() < self.actor_learning_starts
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self.update_delegate is not None and self.update_delegate(self, gradient_steps, batch_size):
             return None
@@ -154,7 +179,7 @@ class QSAC(SAC):
         self._set_rates()
         actor_losses, critic_losses, temperature_losses, temperatures = [], [], [], []
         for _ in range(gradient_steps):
-            actor_loss, critic_loss, temperature_loss, alpha = self._fast.step()
+            actor_loss, critic_loss, temperature_loss, alpha = self._fast.step(critic_only=self.critic_only())
             actor_losses.append(actor_loss)
             critic_losses.append(critic_loss)
             temperatures.append(float(alpha.mean()))
@@ -165,8 +190,27 @@ class QSAC(SAC):
         return None
 
     def reference_train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        """stable-baselines3's gradient steps (``SAC.train``), the reference of the fast update."""
-        super().train(gradient_steps, batch_size)
+        """stable-baselines3's gradient steps (``SAC.train``), the reference of the fast update. A critic-only step
+        (:meth:`critic_only`) is SAC.train with the actor's and the temperature's optimiser steps left out."""
+        with self.holding_actor():
+            super().train(gradient_steps, batch_size)
+
+    @contextlib.contextmanager
+    def holding_actor(self) -> Iterator[None]:
+        """Inside, when :meth:`critic_only`, the actor's and the temperature's optimiser steps do nothing: the
+        reference steps compute their losses and gradients (the same random draws) and apply none."""
+        if not self.critic_only():
+            yield
+            return
+        optimizers = [self.actor.optimizer, *([self.ent_coef_optimizer] if self.ent_coef_optimizer else [])]
+        steps = [opt.step for opt in optimizers]
+        try:
+            for opt in optimizers:
+                opt.step = lambda *args, **kwargs: None
+            yield
+        finally:
+            for opt, step in zip(optimizers, steps, strict=True):
+                opt.step = step
 
     def _fast_temperatures(self, obs: th.Tensor, next_obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Temperatures of the actor loss and of the soft target in the fast update (SB3: one scalar, pre-step)."""
@@ -237,9 +281,32 @@ def make_sac(
     )
     # A logger without outputs: train() records its losses there and the loop reads them back.
     model.set_logger(Logger(folder=None, output_formats=[]))
+    if config.init == "xavier_relu":
+        init_xavier_relu(model)
+    model.actor_learning_starts = config.actor_learning_starts or 0  # None: never a critic-only step
     if config.fast_update and unsupported_reason(model) is None:
         resolve_kernel(model, config.batch_size)  # measured now, before any checkpoint can be taken
     return model
+
+
+def init_xavier_relu(model: SAC) -> None:
+    """Xavier-uniform weights, gain sqrt(2) (ReLU) on hidden layers and 1 on output layers, for the actor and the
+    critics (the target critics copied from them); biases keep PyTorch's initialisation. Draws from torch's global
+    generator, actor first, then each critic, layer by layer."""
+    relu, linear = th.nn.init.calculate_gain("relu"), th.nn.init.calculate_gain("linear")
+    actor = model.actor
+    hidden = [m for m in actor.latent_pi if isinstance(m, th.nn.Linear)]
+    outputs = [actor.mu, actor.log_std]
+    for q in model.critic.q_networks:
+        layers = [m for m in q if isinstance(m, th.nn.Linear)]
+        hidden += layers[:-1]
+        outputs.append(layers[-1])
+    with th.no_grad():
+        for layer in hidden:
+            th.nn.init.xavier_uniform_(layer.weight, gain=relu)
+        for layer in outputs:
+            th.nn.init.xavier_uniform_(layer.weight, gain=linear)
+    model.critic_target.load_state_dict(model.critic.state_dict())
 
 
 def squashed_log_prob(distribution: th.distributions.Normal, actions: th.Tensor) -> th.Tensor:

@@ -301,3 +301,27 @@ def test_bench_group_reports_total_updates_per_second(capsys) -> None:
     assert [v["k"] for v in learners.values()] == [1, 1, 2]
     assert all(v["updates_per_s"] > 0 for v in learners.values())
     assert "grouped, K = 2" in capsys.readouterr().out
+
+
+def test_a_grouped_critic_only_step_is_each_models_own(matmul_backend: str) -> None:
+    """Below actor_learning_starts (the QARL authors' separate warm-up) the batched step holds every actor and
+    temperature, as each model's own fast step does, and moves the critics the same way."""
+    config = SACConfig(net_arch=(64, 64), batch_size=32, buffer_size=1000, learning_starts=10,
+                       actor_learning_starts=5000)  # fmt: skip
+    grouped, refs = _models(QSAC, config, 2)
+    assert all(m.critic_only() for m in grouped)
+    before = [{n: v.clone() for n, v in m.policy.state_dict().items()} for m in grouped]
+    for i, r in enumerate(refs):
+        np.random.seed(100 + i)
+        th.manual_seed(200 + i)
+        for _ in range(3):
+            r.train(gradient_steps=1, batch_size=config.batch_size)
+    streams = _streams(2)
+    update = GroupedSACUpdate(grouped, config.batch_size)
+    for _ in range(3):
+        update.step(streams, critic_only=True)
+    for i, (m, r) in enumerate(zip(grouped, refs, strict=True)):
+        for name, value in m.policy.state_dict().items():
+            th.testing.assert_close(value, r.policy.state_dict()[name], atol=1e-5, rtol=0)
+            assert th.equal(value, before[i][name]) == name.startswith("actor."), name
+        assert th.equal(m.log_ent_coef.detach(), r.log_ent_coef.detach())
