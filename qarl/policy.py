@@ -131,6 +131,11 @@ def export_sb3(policy: TrainedPolicy, path: str | os.PathLike, player: str = PRO
                 f"{policy.method} rescales the adversary's actions into forces: its actor is not the force"
             )
     model = learner.model
+    if getattr(model.actor, "latent_std", None) is not None:
+        raise PolicyError(
+            f"{player}'s actor has a log-std network of its own (actor_std: separate), which stable-baselines3's "
+            "SAC cannot hold; use qarl.load(run_dir) to run it"
+        )
     constants = _appended_constants(trainer, player)
     n = trainer.game.observation_space.shape[0]
     spaces = copy.deepcopy(model.policy.action_space)

@@ -21,7 +21,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UserError(f"name a figure (one of {', '.join(FIGURES)}) or pass --list")
     try:
         log = lambda m: print(m, flush=True)  # noqa: E731
-        reproduce(args.figure, args.scale, args.out, address=args.address, log=log, command=args.argv)
+        reproduce(
+            args.figure, args.scale, args.out, address=args.address, log=log, command=args.argv, learner=args.learner
+        )
     except (ReproduceError, FigureError, SweepError) as exc:
         raise UserError(str(exc)) from None
     return 0
@@ -60,6 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("figure", nargs="?", metavar="FIGURE", help="figure name (see --list)")
     p.add_argument("--list", action="store_true", help="list the figures with their sweeps and estimated cost")
     p.add_argument("--scale", choices=SCALES, default="smoke", help="budget (default smoke)")
+    p.add_argument("--learner", default="default",
+                   help="learner preset (configs/learners.yaml) for every trial; not default: the sweep and figure "
+                        "get the preset's name appended (e.g. qarl-main-qarl-authors)")  # fmt: skip
     p.add_argument("--address", help="join the Ray cluster at ADDR (default: RAY_ADDRESS, else embedded local Ray)")
     p.add_argument("--out", default="reproduced", help="folder of runs and figures (default ./%(default)s)")
     p.set_defaults(func=cmd_reproduce)

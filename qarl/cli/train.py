@@ -28,7 +28,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = None  # the task id was checked while parsing
     else:
         try:
-            config = resolve_config(args.task, args.method, args.seed, args.scale, parse_overrides(args.set or []))
+            config = resolve_config(
+                args.task, args.method, args.seed, args.scale, parse_overrides(args.set or []), args.learner
+            )
         except ValueError as exc:  # bad --set values (task and method were checked while parsing): names the key
             raise UserError(str(exc)) from None
 
@@ -66,7 +68,7 @@ def _train_group(args: argparse.Namespace) -> int:
     else:
         try:
             overrides = parse_overrides(args.set or [])
-            configs = [resolve_config(args.task, args.method, s, args.scale, overrides) for s in seeds]
+            configs = [resolve_config(args.task, args.method, s, args.scale, overrides, args.learner) for s in seeds]
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
@@ -142,6 +144,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train these seeds together in this process, gradient steps batched (one run directory each)",
     )
     p.add_argument("--scale", choices=SCALES, default="smoke", help="budget preset (default smoke)")
+    p.add_argument("--learner", default="default",
+                   help="learner preset of configs/learners.yaml for every SAC player (default: default; "
+                        "qarl-authors: the QARL authors' choices)")  # fmt: skip
     p.add_argument("--iterations", type=AtLeast(1), help="override the scale's number of iterations")
     p.add_argument("--out", default="runs", help="storage folder (default ./runs)")
     p.add_argument("--experiment", default="default", help="experiment name, a sub-folder of --out")

@@ -41,7 +41,7 @@ from qarl.training.checkpoint import (
 )
 from qarl.training.loop import LoopConfig, TwoPlayerTrainer
 
-_TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics", "strength")
+_TOP_KEYS = ("task", "method", "seed", "scale", "loop", "eval", "diagnostics", "strength", "learner")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class TrialConfig:
     strength: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The relative bounds this config was resolved from ({key: {b50: x, task_b50: ..., bound: ...}};
     :func:`qarl.evaluation.calibration.resolve_relative_bounds`); empty when every bound was given absolutely."""
+    learner: str = "default"
+    """The learner preset of ``configs/learners.yaml`` applied to every SAC player (its values are in the players)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class TrialConfig:
             "eval": to_dict(self.eval),
             "diagnostics": to_dict(self.diagnostics),
             **({"strength": dict(self.strength)} if self.strength else {}),
+            **({"learner": self.learner} if self.learner != "default" else {}),
             **to_dict(self.algo),
         }
 
@@ -95,13 +98,31 @@ def parse_trial_config(data: Mapping[str, Any]) -> TrialConfig:
     strength = data.get("strength") or {}
     if not isinstance(strength, Mapping):
         raise ConfigError(f"strength: expected a mapping (written by the config's resolution), got {strength!r}")
-    return TrialConfig(task, method, seed, scale, loop, algo, evaluation, diagnostics, dict(strength))
+    learner = data.get("learner", "default")
+    if not isinstance(learner, str) or not learner:
+        raise ConfigError(f"learner: expected a preset name, got {learner!r}")
+    return TrialConfig(task, method, seed, scale, loop, algo, evaluation, diagnostics, dict(strength), learner)
+
+
+def learner_presets() -> dict[str, dict[str, Any]]:
+    """The learner presets of ``configs/learners.yaml`` (name: SACConfig values)."""
+    presets = load_yaml(configs_dir() / "learners.yaml")
+    for name, values in presets.items():
+        if not isinstance(values, Mapping) and values is not None:
+            raise ConfigError(f"configs/learners.yaml: {name}: expected a mapping of SACConfig values")
+    return {str(k): dict(v or {}) for k, v in presets.items()}
 
 
 def resolve_config(
-    task: str, method: str, seed: int, scale: str = "smoke", overrides: Mapping[str, Any] | None = None
+    task: str,
+    method: str,
+    seed: int,
+    scale: str = "smoke",
+    overrides: Mapping[str, Any] | None = None,
+    learner: str = "default",
 ) -> TrialConfig:
-    """Method YAML, then the scale's overrides, then the user's ``overrides`` (``--set``), validated; a bound given
+    """Method YAML, then the scale's overrides, then the ``learner`` preset (``configs/learners.yaml``, for every SAC
+    player), then the user's ``overrides`` (``--set``), validated; a bound given
     relative to the task's calibration (``{b50: x}``) is resolved to the absolute bound
     (:func:`qarl.evaluation.calibration.resolve_relative_bounds`)."""
     if scale not in SCALES:
@@ -115,9 +136,17 @@ def resolve_config(
     data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
     data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
     # the scale's learner overrides apply to every SAC player of the method
+    presets = learner_presets()
+    if learner not in presets:
+        raise ConfigError(f"learner: unknown preset {learner!r}; configs/learners.yaml has {', '.join(presets)}")
     for name in sac_fields(trainer_cls.config_cls):
         data = merge(data, {name: scale_cfg.get("players") or {}})
+        data = merge(data, {name: presets[learner]})
+    if learner != "default":
+        data["learner"] = learner
     data = merge(data, overrides or {})
+    if "learner" in (overrides or {}):
+        raise ConfigError("learner: choose the preset with --learner, not with --set")
     for key in ("task", "method", "seed"):
         if data[key] != {"task": task, "method": method, "seed": seed}[key]:
             raise ConfigError(f"{key}: set it with its own option, not with --set")

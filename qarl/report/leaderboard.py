@@ -553,6 +553,14 @@ AGGREGATE_FIGURES = {
 """The aggregate figures (file name: what it shows), written when at least one method is ranked."""
 
 
+def _interval_rows(ax: Any, point: pd.Series, low: pd.Series, high: pd.Series, color: str) -> np.ndarray:
+    """One row per entry: the interval as a bar, the point estimate as a tick; returns the rows' y positions."""
+    ypos = np.arange(len(point))
+    ax.hlines(ypos, low, high, lw=6, alpha=0.5, color=color)
+    ax.plot(point, ypos, "k|", ms=14)
+    return ypos
+
+
 def _write_aggregate_figures(tables: dict[str, pd.DataFrame], out: Path, policy_mode: str) -> list[Path]:
     from matplotlib.figure import Figure
 
@@ -567,9 +575,7 @@ def _write_aggregate_figures(tables: dict[str, pd.DataFrame], out: Path, policy_
         methods = sorted(agg["method"].unique(), reverse=True)
         for ax, score in zip(axes, scores, strict=True):
             block = agg[agg["score"] == score].set_index("method").reindex(methods)
-            ypos = np.arange(len(methods))
-            ax.hlines(ypos, block["low"], block["high"], lw=6, alpha=0.5, color="tab:blue")
-            ax.plot(block["iqm"], ypos, "k|", ms=14)
+            ypos = _interval_rows(ax, block["iqm"], block["low"], block["high"], "tab:blue")
             ax.set_yticks(ypos, methods)
             ax.set_title(f"{METRIC_LABELS[score]} (normalised)", fontsize=10)
             ax.set_xlabel("IQM")
@@ -581,9 +587,7 @@ def _write_aggregate_figures(tables: dict[str, pd.DataFrame], out: Path, policy_
         fig = Figure(figsize=(5.2, 0.45 * len(poi) + 1.6), layout="constrained")
         ax = fig.subplots()
         poi = poi.sort_values("method", ascending=False)
-        ypos = np.arange(len(poi))
-        ax.hlines(ypos, poi["low"], poi["high"], lw=6, alpha=0.5, color="tab:green")
-        ax.plot(poi["poi"], ypos, "k|", ms=14)
+        ypos = _interval_rows(ax, poi["poi"], poi["low"], poi["high"], "tab:green")
         ax.axvline(0.5, color="grey", ls="--", lw=1)
         ax.set_yticks(ypos, [f"P({m} > {b})" for m, b in zip(poi["method"], poi["baseline"], strict=True)])
         ax.set_xlim(0, 1)

@@ -193,13 +193,20 @@ def figure_sweep_data(figure: Figure, scale: str) -> dict[str, Any]:
     return data
 
 
-def plan_figure(figure: Figure, scale: str, out: str | os.PathLike) -> tuple[Any, list[Any]]:
-    """(SweepConfig, planned trials) of the figure at ``scale`` with run directories under ``out/<scale>/runs``."""
+def plan_figure(
+    figure: Figure, scale: str, out: str | os.PathLike, learner: str = "default"
+) -> tuple[Any, list[Any]]:
+    """(SweepConfig, planned trials) of the figure at ``scale`` with run directories under ``out/<scale>/runs``;
+    a ``learner`` preset other than default is set for every trial and appended to the sweep's name, so that its
+    runs have a folder of their own."""
     from qarl.config import ConfigError
     from qarl.sweep.config import parse_sweep, plan_trials
 
     data = figure_sweep_data(figure, scale)
     data["storage"] = str(Path(out) / scale / "runs")
+    if learner != "default":
+        data["learner"] = learner
+        data["name"] = f"{data['name']}-{learner}"
     path = sweep_path(figure.sweep or "")
     try:
         sweep = parse_sweep(data)
@@ -251,23 +258,27 @@ def reproduce(
     address: str | None = None,
     log: Callable[[str], None] = print,
     command: Sequence[str] | None = None,
+    learner: str = "default",
 ) -> list[Path]:
     """Run the trials of the figure's sweep that have no completed run yet, then draw the figure; returns its files.
 
     Complete runs under ``out/<scale>/runs`` are reused (a run whose recorded config differs from the planned one is
-    an error, never silently mixed in); the figure goes to ``out/<scale>/<figure>/``.
+    an error, never silently mixed in); the figure goes to ``out/<scale>/<figure>/`` (with a ``learner`` preset
+    other than default: ``out/<scale>/<figure>-<learner>/``, from runs of the sweep ``<name>-<learner>``).
     """
     from qarl.sweep.launch import preflight, run_sweep
 
     figure = get_figure(name)
-    target = Path(out) / scale / figure.name
+    target = Path(out) / scale / (figure.name if learner == "default" else f"{figure.name}-{learner}")
     if figure.sweep is None:
+        if learner != "default":
+            raise ReproduceError(f"{figure.name} trains nothing: --learner does not apply to it")
         if scale not in SCALES:
             raise ReproduceError(f"unknown scale {scale!r}; expected one of {list(SCALES)}")
         files = figure.plot(target, scale=scale)
         log(f"{figure.name}: wrote " + ", ".join(str(p) for p in files))
         return files
-    sweep, trials = plan_figure(figure, scale, out)
+    sweep, trials = plan_figure(figure, scale, out, learner)
     states = preflight(sweep, trials, resume=True)
     todo = sum(s != "completed" for s in states.values())
     if todo:

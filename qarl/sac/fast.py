@@ -150,6 +150,21 @@ def choose_kernel(
     return _kernel_cache[key]
 
 
+LEGACY_ONEDNN_MIN_WORK = 256 * 128 * 128
+
+
+def legacy_kernel(model: SAC, batch_size: int) -> str:
+    """The kernel that versions before the measured choice used (oneDNN where available for models whose widest
+    hidden matmul had at least ``LEGACY_ONEDNN_MIN_WORK`` multiply-adds, unless ``QARL_ONEDNN=0``): their checkpoints
+    hold no kernel, and a run resumed from one keeps rounding as it did."""
+    shapes = critic_shapes(model)
+    widest = max((min(o, i) for o, i in shapes), default=0)
+    device = next(model.policy.parameters()).device
+    if kernel_override() == "mm" or batch_size * widest * widest < LEGACY_ONEDNN_MIN_WORK:
+        return "mm"
+    return usable_kernel("onednn", device)
+
+
 def time_kernels(shapes: list[tuple[int, int]], batch_size: int, networks: int, rounds: int = 15) -> dict[str, float]:
     """Median seconds of one forward and one backward (with parameter gradients) of ``networks`` ReLU MLPs of these
     shapes at this batch size, through each kernel; the kernels alternate within every round, so that a change of
@@ -222,7 +237,12 @@ def unsupported_reason(model: SAC) -> str | None:
         critic.features_extractor, FlattenExtractor
     ):
         return "a features extractor other than Flatten"
-    if _relu_mlp(actor.latent_pi) is None or any(_relu_mlp(q) is None for q in critic.q_networks):
+    std_trunk = getattr(actor, "latent_std", None)  # SACConfig.actor_std: separate
+    if (
+        _relu_mlp(actor.latent_pi) is None
+        or (std_trunk is not None and _relu_mlp(std_trunk) is None)
+        or any(_relu_mlp(q) is None for q in critic.q_networks)
+    ):
         return "networks other than ReLU MLPs"
     if len({tuple(tuple(p.shape) for p in q.parameters()) for q in critic.q_networks}) != 1:
         return "critics of different shapes"
@@ -468,10 +488,17 @@ class FastSACUpdate:
         self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1, kernel=kernel)
         actor = model.actor
         self.actor_linears: list[nn.Linear] = _relu_mlp(actor.latent_pi) or []
+        # the log-std's own trunk (SACConfig.actor_std: separate), else None: the heads share the mean's trunk
+        std_trunk = getattr(actor, "latent_std", None)
+        self.std_linears: list[nn.Linear] | None = (_relu_mlp(std_trunk) or []) if std_trunk is not None else None
         self.actor_grads = {p: th.zeros_like(p) for p in actor.parameters()}
         widths = [lin.out_features for lin in self.actor_linears]
         self.actor_acts = [th.empty(2 * b, w) for w in widths]
         self.actor_input_grads = [th.empty(b, w) for w in widths]
+        if self.std_linears is not None:
+            std_widths = [lin.out_features for lin in self.std_linears]
+            self.std_acts = [th.empty(2 * b, w) for w in std_widths]
+            self.std_input_grads = [th.empty(b, w) for w in std_widths]
         # preallocated batch: actor input [obs; next_obs], critic inputs [obs, a], [obs, a~], [next_obs, a']
         self.x_np = np.zeros((2 * b, d), dtype=np.float32)
         self.z_np = np.zeros((b, d + a), dtype=np.float32)
@@ -508,19 +535,27 @@ class FastSACUpdate:
         self.r_np[:, 0] = buf.rewards[idx, 0]
         self.done_np[:, 0] = buf.dones[idx, 0] * (1 - buf.timeouts[idx, 0])
 
-    def _actor_forward(self) -> tuple[list[th.Tensor], th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """Actor on [obs; next_obs]: activations, log_std before clamping, std, tanh action, 1 - a^2 + eps, log pi."""
-        actor = self.model.actor
-        h = self.x
-        acts = [h]
-        linear = self.critics.linear
-        for lin, out in zip(self.actor_linears, self.actor_acts, strict=True):
+    def _trunk_forward(self, linears: list[nn.Linear], outs: list[th.Tensor]) -> list[th.Tensor]:
+        """Activations [x, h_1, ...] of an actor trunk (ReLU after every layer) on [obs; next_obs]."""
+        h, acts, linear = self.x, [self.x], self.critics.linear
+        for lin, out in zip(linears, outs, strict=True):
             if linear is not None:
                 h = linear(h, lin.weight, lin.bias, "relu", [], "")
             else:
                 h = th.addmm(lin.bias, h, lin.weight.t(), out=out).relu_()
             acts.append(h)
+        return acts
+
+    def _actor_forward(self) -> tuple[list[Any], th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Actor on [obs; next_obs]: activations (per trunk), log_std before clamping, std, tanh action,
+        1 - a^2 + eps, log pi."""
+        actor = self.model.actor
+        acts = [self._trunk_forward(self.actor_linears, self.actor_acts)]
+        h = acts[0][-1]
         mu = th.addmm(actor.mu.bias, h, actor.mu.weight.t())
+        if self.std_linears is not None:  # the log-std from its own trunk
+            acts.append(self._trunk_forward(self.std_linears, self.std_acts))
+            h = acts[1][-1]
         log_std_raw = th.addmm(actor.log_std.bias, h, actor.log_std.weight.t())
         log_std = log_std_raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
         std = log_std.exp()
@@ -603,19 +638,35 @@ class FastSACUpdate:
         self.targets.flat.mul_(1 - model.tau).add_(self.critics.flat, alpha=model.tau)
         return actor_loss, critic_loss, temp_loss, alpha
 
-    def _actor_backward(self, acts: list[th.Tensor], dmu: th.Tensor, dlog_std: th.Tensor) -> None:
+    def _actor_backward(self, acts: list[Any], dmu: th.Tensor, dlog_std: th.Tensor) -> None:
         actor, b, grads = self.model.actor, self.batch_size, self.actor_grads
-        h = acts[-1][:b]
-        for lin, g in ((actor.mu, dmu), (actor.log_std, dlog_std)):
-            th.mm(g.t(), h, out=grads[lin.weight])
+        for lin, g, trunk in ((actor.mu, dmu, 0), (actor.log_std, dlog_std, -1)):
+            th.mm(g.t(), acts[trunk][-1][:b], out=grads[lin.weight])
             th.sum(g, dim=0, out=grads[lin.bias])
-        w_head = th.cat((actor.mu.weight, actor.log_std.weight))
-        last = len(self.actor_linears) - 1
-        dh = th.mm(self.dhead, w_head, out=self.actor_input_grads[last])
-        th.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
-        linear = self.critics.linear
+        if self.std_linears is None:  # one trunk under both heads
+            last = len(self.actor_linears) - 1
+            w_head = th.cat((actor.mu.weight, actor.log_std.weight))
+            dh = th.mm(self.dhead, w_head, out=self.actor_input_grads[last])
+            self._trunk_backward(self.actor_linears, acts[0], dh, self.actor_input_grads)
+        else:
+            for linears, trunk_acts, head, g, input_grads in (
+                (self.actor_linears, acts[0], actor.mu, dmu, self.actor_input_grads),
+                (self.std_linears, acts[1], actor.log_std, dlog_std, self.std_input_grads),
+            ):
+                dh = th.mm(g, head.weight, out=input_grads[len(linears) - 1])
+                self._trunk_backward(linears, trunk_acts, dh, input_grads)
+        for p, g in grads.items():
+            p.grad = g
+
+    def _trunk_backward(
+        self, linears: list[nn.Linear], acts: list[th.Tensor], dh: th.Tensor, input_grads: list[th.Tensor]
+    ) -> None:
+        """Parameter gradients of an actor trunk from dL/d(its output before the ReLU is applied) ``dh``."""
+        b, grads, linear = self.batch_size, self.actor_grads, self.critics.linear
+        last = len(linears) - 1
+        th.ops.aten.threshold_backward.grad_input(dh, acts[-1][:b], 0.0, grad_input=dh)
         for k in range(last, -1, -1):
-            lin, inp = self.actor_linears[k], acts[k][:b]
+            lin, inp = linears[k], acts[k][:b]
             if linear is not None:
                 grads[lin.weight] = linear(dh.t(), inp.t(), None, "none", [], "")
             else:
@@ -625,7 +676,5 @@ class FastSACUpdate:
                 if linear is not None:
                     dh = linear(dh, lin.weight.t(), None, "none", [], "")
                 else:
-                    dh = th.mm(dh, lin.weight, out=self.actor_input_grads[k - 1])
+                    dh = th.mm(dh, lin.weight, out=input_grads[k - 1])
                 th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
-        for p, g in grads.items():
-            p.grad = g

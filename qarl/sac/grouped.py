@@ -58,6 +58,8 @@ def group_key(model: QSAC, batch_size: int) -> tuple[Any, ...] | None:
     """
     if not isinstance(model, QSAC) or not model.fast_update or unsupported_reason(model) is not None:
         return None
+    if getattr(model.actor, "latent_std", None) is not None:  # actor_std: separate trains with its own fast update
+        return None
     shapes = tuple(tuple(p.shape) for p in model.policy.parameters())
     rates = (model.actor_lr, model.critic_lr, model.temperature_lr)
     learned = model.ent_coef_optimizer is not None

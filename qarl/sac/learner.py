@@ -22,13 +22,18 @@ from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
+from torch import nn
 
 from qarl.config import require_at_least
 from qarl.sac.fast import FastSACUpdate, resolve_kernel, unsupported_reason
 
 INITS = ("torch_default", "xavier_relu")
 """The layer initialisations of :attr:`SACConfig.init`."""
+ACTOR_STDS = ("shared", "separate")
+"""The actor architectures of :attr:`SACConfig.actor_std`."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class SACConfig:
     """Target entropy of the temperature loss; None means -|A|."""
     fast_update: bool = True
     """Gradient steps with the fast update (``qarl.sac.fast``, the same algorithm); False: SB3's ``train``."""
+    actor_std: str = "shared"
+    """Where the actor's log-std comes from: ``shared`` (stable-baselines3's actor: one trunk, a mean head and a
+    log-std head) or ``separate`` (a network of its own with the same hidden sizes, beside the mean's: the QARL
+    authors' code)."""
     init: str = "torch_default"
     """Initialisation of the actor's and the critics' layers: ``torch_default`` (PyTorch's, as stable-baselines3
     leaves it) or ``xavier_relu`` (Xavier-uniform weights with the ReLU gain sqrt(2) on hidden layers and gain 1 on
@@ -86,6 +95,8 @@ class SACConfig:
         require_at_least(self, ("batch_size", "buffer_size", "train_every"), 1)
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+        if self.actor_std not in ACTOR_STDS:
+            raise ValueError(f"actor_std must be one of {list(ACTOR_STDS)}, got {self.actor_std!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {list(INITS)}, got {self.init!r}")
         if self.actor_learning_starts is not None and self.actor_learning_starts < self.learning_starts:
@@ -93,6 +104,31 @@ class SACConfig:
                 f"actor_learning_starts ({self.actor_learning_starts}) must be at least learning_starts "
                 f"({self.learning_starts}): the actor cannot start before the critics"
             )
+
+
+class SeparateStdActor(Actor):
+    """stable-baselines3's SAC actor with the log-std computed by a ReLU MLP of its own (``latent_std``, the same
+    hidden sizes as the mean's ``latent_pi``) instead of a second head on the mean's trunk."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.use_sde:
+            raise ValueError("a separate log-std network and gSDE do not go together")
+        self.latent_std = nn.Sequential(*create_mlp(self.features_dim, -1, self.net_arch, self.activation_fn))
+
+    def get_action_dist_params(self, obs: Any) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        features = self.extract_features(obs, self.features_extractor)
+        mean_actions = self.mu(self.latent_pi(features))
+        log_std = th.clamp(self.log_std(self.latent_std(features)), LOG_STD_MIN, LOG_STD_MAX)
+        return mean_actions, log_std, {}
+
+
+class SeparateStdSACPolicy(SACPolicy):
+    """stable-baselines3's SAC policy with :class:`SeparateStdActor` (``SACConfig.actor_std: separate``)."""
+
+    def make_actor(self, features_extractor: Any = None) -> Actor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return SeparateStdActor(**actor_kwargs).to(self.device)
 
 
 class SpacesEnv(gymnasium.Env):
@@ -257,7 +293,7 @@ def make_sac(
         f"auto_{config.initial_temperature}" if config.learn_temperature else config.initial_temperature
     )
     model = model_cls(
-        "MlpPolicy",
+        SeparateStdSACPolicy if config.actor_std == "separate" else "MlpPolicy",
         SpacesEnv(observation_space, action_space),
         actor_lr=config.actor_lr,
         critic_lr=config.critic_lr,
@@ -296,6 +332,7 @@ def init_xavier_relu(model: SAC) -> None:
     relu, linear = th.nn.init.calculate_gain("relu"), th.nn.init.calculate_gain("linear")
     actor = model.actor
     hidden = [m for m in actor.latent_pi if isinstance(m, th.nn.Linear)]
+    hidden += [m for m in getattr(actor, "latent_std", ()) if isinstance(m, th.nn.Linear)]
     outputs = [actor.mu, actor.log_std]
     for q in model.critic.q_networks:
         layers = [m for m in q if isinstance(m, th.nn.Linear)]

@@ -99,6 +99,9 @@ class SweepConfig:
     """Trials running at once (None: as many as the resources allow)."""
     max_failures: int = 2
     """Retries of a failed trial, each resuming from the trial's last checkpoint."""
+    learner: str = "default"
+    """The learner preset of ``configs/learners.yaml`` for every trial's SAC players (``qarl-authors``: the QARL
+    authors' choices)."""
     seeds_per_trial: int = 1
     """Seeds of one (task, method) trained together by one Ray trial (one process, their gradient steps batched:
     :mod:`qarl.experiment.group`); each seed keeps its own run directory. ``resources`` are per Ray trial."""
@@ -215,6 +218,10 @@ def _parse(data: Mapping[str, Any]) -> SweepConfig:
         method_overrides[method] = expand_dotted(values, f"method_overrides.{method}")
     evaluation = expand_dotted(free["eval"], "eval")
     _check_reproduce(free["reproduce"])
+    from qarl.experiment.trial import learner_presets
+
+    if sweep.learner not in (presets := learner_presets()):
+        raise ConfigError(f"learner: unknown preset {sweep.learner!r}; configs/learners.yaml has {', '.join(presets)}")
     sweep = dataclasses.replace(sweep, overrides=overrides, method_overrides=method_overrides, eval=evaluation,
                                 reproduce=free["reproduce"])  # fmt: skip
     _check_names(sweep)
@@ -319,7 +326,7 @@ def _blame(sweep: SweepConfig, task: str, method: str, seed: int) -> str:
     if sweep.method_overrides.get(method):
         shared_only = dataclasses.replace(sweep, method_overrides={})
         try:
-            resolve_config(task, method, seed, sweep.scale, trial_overrides(shared_only, method))
+            resolve_config(task, method, seed, sweep.scale, trial_overrides(shared_only, method), sweep.learner)
         except ConfigError:
             return "overrides"
         return f"method_overrides.{method}"
@@ -341,7 +348,7 @@ def plan_trials(sweep: SweepConfig, config_file: str | os.PathLike[str] | None =
     planned = []
     for task, method, seed in sweep.trials:
         try:
-            config = resolve_config(task, method, seed, sweep.scale, trial_overrides(sweep, method))
+            config = resolve_config(task, method, seed, sweep.scale, trial_overrides(sweep, method), sweep.learner)
         except ConfigError as exc:
             raise ConfigError(f"{prefix}{_blame(sweep, task, method, seed)}.{exc} (method {method})") from None
         planned.append(PlannedTrial(task, method, seed, config, run_dir_for(storage, sweep.name, task, method, seed)))

@@ -16,6 +16,7 @@ import torch as th
 
 from qarl.config import with_method_key
 from qarl.files import atomic_write
+from qarl.sac.fast import legacy_kernel
 from qarl.sac.learner import Player
 
 FORMAT = "qarl-checkpoint"
@@ -173,8 +174,10 @@ def load_player_state(player: Player, state: dict[str, Any]) -> None:
         m.ent_coef_optimizer.load_state_dict(state["ent_coef_optimizer"])
     m._set_rates()  # optimiser state dicts carry the saved rates; the config's are authoritative
     player.env_steps, player.updates, m._n_updates = state["env_steps"], state["updates"], state["n_updates"]
-    if state.get("matmul_kernel") is not None:  # the kernel the run used so far (checkpoints of earlier versions: none)
-        m.matmul_kernel = state["matmul_kernel"]
+    # the kernel the run used so far; a checkpoint of an earlier version holds none: the rule that version followed
+    kernel = state.get("matmul_kernel") or legacy_kernel(m, m.batch_size)
+    if kernel != getattr(m, "matmul_kernel", None):
+        m.matmul_kernel = kernel
         m._fast = None  # rebuilt on the next step with that kernel
     load_buffer_state(player, state["buffer"])
 

@@ -189,9 +189,9 @@ def batched_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     step = GroupedSACUpdate.step
 
-    def counting(self: GroupedSACUpdate, streams=None):
+    def counting(self: GroupedSACUpdate, streams=None, critic_only=False):
         sizes.append(self.k)
-        return step(self, streams)
+        return step(self, streams, critic_only=critic_only)
 
     monkeypatch.setattr(GroupedSACUpdate, "step", counting)
     return sizes
@@ -256,7 +256,7 @@ def test_a_stopped_group_resumes_like_an_uninterrupted_run(tmp_path: Path) -> No
 
 
 def test_a_failed_batched_step_fails_those_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self, streams=None):
+    def broken(self, streams=None, critic_only=False):
         raise RuntimeError("broken step")
 
     monkeypatch.setattr(GroupedSACUpdate, "step", broken)

@@ -177,3 +177,30 @@ def test_the_kernel_travels_with_the_checkpoint(monkeypatch) -> None:
     assert state["matmul_kernel"] == "onednn"
     load_player_state(b, state)
     assert b.model.matmul_kernel == "onednn" and b.model._fast is None
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_on_the_kernel_that_version_used(monkeypatch) -> None:
+    """Checkpoints written before the kernel was measured hold none: the size rule of that version decides."""
+    from qarl.sac import fast as fast_sac
+    from qarl.sac.learner import Player
+    from qarl.training.checkpoint import load_player_state, player_state
+
+    if fast_sac.onednn_linear() is None:
+        pytest.skip("this torch build has no usable oneDNN linear op")
+    monkeypatch.delenv("QARL_ONEDNN", raising=False)
+    space, act = _space(OBS_DIM), ACT
+    for net_arch, batch, expected in (((256, 256), 256, "onednn"), ((64, 64), 128, "mm")):
+        config = SACConfig(net_arch=net_arch, batch_size=batch)
+        player = Player("protagonist", config, space, act)
+        state = player_state(player)
+        del state["matmul_kernel"]
+        player.model.matmul_kernel = "onednn" if expected == "mm" else "mm"  # whatever it measured
+        load_player_state(player, state)
+        assert player.model.matmul_kernel == expected, net_arch
+    monkeypatch.setenv("QARL_ONEDNN", "0")  # that version's off switch
+    config = SACConfig(net_arch=(256, 256), batch_size=256)
+    player = Player("protagonist", config, space, act)
+    state = player_state(player)
+    del state["matmul_kernel"]
+    load_player_state(player, state)
+    assert player.model.matmul_kernel == "mm"
