@@ -96,6 +96,13 @@ def read_meta(run_dir: str | os.PathLike, missing_ok: bool = False) -> dict[str,
     return with_method_key(meta)
 
 
+def method_label(config: Mapping[str, Any]) -> str:
+    """The name reports give a run's method: ``method``, with the learner preset in brackets when the run used one
+    other than the default (``qarl [qarl-authors]``), so that runs of different learners are never averaged together."""
+    learner = config.get("learner") or "default"
+    return str(config.get("method")) if learner == "default" else f"{config.get('method')} [{learner}]"
+
+
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's ``config.yaml`` as a mapping (validated by :func:`~qarl.experiment.trial.parse_trial_config`), with an
     earlier version's key names read as today's (``algorithm``; the diagnostics' renamed and retired settings)."""

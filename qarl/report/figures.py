@@ -50,7 +50,7 @@ class Run:
 
     @property
     def method(self) -> str:
-        return str(self.config["method"])
+        return rundir.method_label(self.config)
 
     @property
     def seed(self) -> int:

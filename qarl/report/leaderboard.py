@@ -198,9 +198,10 @@ def load_evals(
                 config = rundir.read_config(run_dir)
             except rundir.RunDirError as e:
                 raise LeaderboardError(str(e)) from None
+        label = rundir.method_label({"method": meta.get("method", config.get("method")), **config})
         record: dict[str, Any] = {
             "task": meta.get("task", config.get("task")),
-            "method": meta.get("method", config.get("method")),
+            "method": label,
             "seed": meta.get("seed", config.get("seed")),
             "status": status,
             "failure_reason": meta.get("failure_reason"),
@@ -219,7 +220,7 @@ def load_evals(
         eval_file = run_dir / rundir.EVAL_FILE
         df = _read_eval(run_dir)
         _check_consistent(eval_file, meta, df)
-        key = (str(meta["task"]), str(meta["method"]), int(meta["seed"]))
+        key = (str(meta["task"]), label, int(meta["seed"]))
         if key in seen_runs:
             # Averaging both would count one seed twice (e.g. the same run copied into two experiments).
             raise LeaderboardError(
@@ -227,7 +228,7 @@ def load_evals(
             )
         seen_runs[key] = run_dir
         record["task_version"] = ",".join(sorted(map(str, df["task_version"].unique())))
-        df = df.assign(scale=config.get("scale"))
+        df = df.assign(scale=config.get("scale"), method=label)  # the learner preset in the name, see method_label
         frames.append((eval_file, df))
     if not allow_mixed:
         _check_versions(records, frames)

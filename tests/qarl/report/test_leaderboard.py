@@ -82,6 +82,7 @@ def write_run(
     versions: dict[str, str] | None = None,
     scale: str = "small",
     meta_overrides: dict[str, Any] | None = None,
+    config_extra: dict[str, Any] | None = None,
 ) -> Path:
     """A run directory ``root/exp/<task>/<algo>/seed=<k>`` with meta.json, config.yaml and (rows given) eval.parquet."""
     run_dir = root / "exp" / task / algo / f"seed={seed}"
@@ -89,7 +90,7 @@ def write_run(
     meta = dict(task=task, method=algo, seed=seed, status=status, failure_reason=failure_reason)
     meta.update(versions=versions or VERSIONS, **(meta_overrides or {}))
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    config = dict(task=task, method=algo, seed=seed, scale=scale, loop={"horizon": 1000})
+    config = dict(task=task, method=algo, seed=seed, scale=scale, loop={"horizon": 1000}, **(config_extra or {}))
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if rows is not None:
         pd.DataFrame(rows).to_parquet(run_dir / "eval.parquet")
@@ -520,3 +521,16 @@ def test_the_command_records_itself_as_typed(suite: dict[str, Any], tmp_path: Pa
     assert main(["leaderboard", str(suite["root"]), "--out", str(tmp_path / "board")]) == 0
     md = (tmp_path / "board" / "leaderboard.md").read_text()
     assert f"    qarl leaderboard {suite['root']} --out {tmp_path / 'board'}" in md
+
+
+def test_runs_of_a_learner_preset_are_their_own_row(tmp_path: Path) -> None:
+    """The same method and seed with the default learner and with a preset: two rows, never one average."""
+    write_run(tmp_path, "t/a", "qarl", 0, _rows("t/a", "qarl", 0, 5.0, _grid(0, 0)))
+    run = write_run(tmp_path / "p", "t/a", "qarl", 0, _rows("t/a", "qarl", 0, 9.0, _grid(0, 0)),
+                    config_extra={"learner": "qarl-authors"})  # fmt: skip
+    evals, records = load_evals(find_runs([tmp_path]))
+    main = compute_leaderboard(evals, records, n_boot=N_BOOT)["main"].set_index("method")
+    assert main.at["qarl", "nominal_iqm"] == 5.0 and main.at["qarl [qarl-authors]", "nominal_iqm"] == 9.0
+    from qarl.report.figures import load_runs
+
+    assert load_runs([run])[0].method == "qarl [qarl-authors]"
