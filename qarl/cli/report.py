@@ -53,6 +53,27 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verdicts(args: argparse.Namespace) -> int:
+    """The verdict table (probability of improvement, its interval, the rule) of claims between methods."""
+    from pathlib import Path
+
+    from qarl.provenance import command_line
+    from qarl.report.figures import FigureError, load_runs
+    from qarl.report.leaderboard import LeaderboardError, find_runs
+    from qarl.report.verdicts import CLAIMS, parse_claim, write_verdicts
+
+    try:
+        claims = [parse_claim(c) for c in args.claim] if args.claim else list(CLAIMS)
+        run_dirs = find_runs(args.results)
+        if not run_dirs:
+            raise UserError(f"no run directories under {', '.join(args.results)}")
+        files = write_verdicts(load_runs(run_dirs), Path(args.out), claims=claims, command=command_line(args.argv))
+    except (ValueError, FigureError, LeaderboardError) as exc:
+        raise UserError(str(exc)) from None
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -100,3 +121,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--allow-mixed", action="store_true", help="accept runs with differing package or task versions")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser(
+        "verdicts",
+        help="probability of improvement, its interval and a verdict for claims 'X beats Y' (nominal, worst case, "
+        "grid mean)",
+        epilog="example: qarl verdicts runs/robust-small runs/qarl-learner --claim 'qarl [qarl-authors]>qarl' "
+        "--out verdicts",
+    )
+    p.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="folders to search for run directories")
+    p.add_argument("--claim", action="append", metavar="X>Y",
+                   help="a claim 'X beats Y' between method names as the reports show them (repeatable; default: "
+                        "the robust-RL claims of qarl reproduce robust-small)")  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for verdicts.{md,csv,png} and scores.{csv,png}")
+    p.set_defaults(func=cmd_verdicts)

@@ -128,18 +128,34 @@ def _strength_lines(runs: Sequence[Any]) -> list[str]:
     return lines
 
 
-def write_verdicts(runs: Sequence[Any], out: Path, policy_mode: str = "stochastic", n_boot: int = 2000) -> list[Path]:
-    """``verdicts.{md,csv,png}`` and ``scores.{csv,png}`` from the completed runs (see the module docstring)."""
+def parse_claim(text: str) -> tuple[str, str]:
+    """``"X>Y"`` (spaces allowed, e.g. ``"qarl [qarl-authors] > qarl"``) as (X, Y)."""
+    x, sep, y = text.partition(">")
+    if not sep or not x.strip() or not y.strip() or ">" in y:
+        raise ValueError(f"a claim is 'X>Y' with two method names, got {text!r}")
+    return x.strip(), y.strip()
+
+
+def write_verdicts(
+    runs: Sequence[Any],
+    out: Path,
+    policy_mode: str = "stochastic",
+    n_boot: int = 2000,
+    claims: Sequence[tuple[str, str]] = CLAIMS,
+    command: str = "",
+) -> list[Path]:
+    """``verdicts.{md,csv,png}`` and ``scores.{csv,png}`` from the completed runs (see the module docstring);
+    ``claims``: the (X, Y) pairs tested (default the robust-RL claims of :data:`CLAIMS`)."""
     from qarl.report import figures as F
 
     done = F._completed(list(runs), "the verdicts")
     evals, _ = F._evals(done, policy_mode)
     scores = run_scores(evals)
-    table = verdict_table(scores, n_boot=n_boot)
+    table = verdict_table(scores, claims=claims, n_boot=n_boot)
     if table.empty:
         methods = sorted(scores["method"].unique())
         raise F.FigureError(f"the verdicts need completed runs of both methods of a claim on a task; the runs have "
-                            f"{methods} (claims: {', '.join(f'{x} > {y}' for x, y in CLAIMS)})")  # fmt: skip
+                            f"{methods} (claims: {', '.join(f'{x} > {y}' for x, y in claims)})")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "verdicts.md", out / "verdicts.csv", out / "verdicts.png", out / "scores.csv", out / "scores.png"]
     table.to_csv(paths[1], index=False)
@@ -155,7 +171,8 @@ def write_verdicts(runs: Sequence[Any], out: Path, policy_mode: str = "stochasti
         + "; ".join(f"`{k}`: {v}" for k, v in SCORES.items())
         + ".",
     )
-    lines = [*head, RULE, "", "Strength per task:", "", *_strength_lines(done), ""]
+    made_by = ["Made by:", "", f"    {command}", ""] if command else []
+    lines = [*head, *made_by, RULE, "", "Strength per task:", "", *_strength_lines(done), ""]
     shown = table.assign(
         poi=table["poi"].map(lambda v: f"{v:.2f}"),
         interval=[
@@ -227,4 +244,5 @@ def verdict_summary(table: pd.DataFrame) -> Mapping[str, int]:
     return {v: int((top.verdict == v).sum()) for v in _COLORS}
 
 
-__all__ = ["CLAIMS", "MIN_SEEDS", "RULE", "SCORES", "run_scores", "verdict", "verdict_table", "write_verdicts"]
+__all__ = ["CLAIMS", "MIN_SEEDS", "RULE", "SCORES", "parse_claim", "run_scores", "verdict", "verdict_table",
+           "write_verdicts"]  # fmt: skip

@@ -97,3 +97,27 @@ def test_one_method_alone_is_a_clear_error(tmp_path):
     sac = [p.parent for p in runs if "/sac/" in str(p)]
     with pytest.raises(FigureError, match="need completed runs of both methods of a claim"):
         write_verdicts(load_runs(sac), tmp_path)
+
+
+def test_qarl_verdicts_tests_the_claims_it_is_given(tmp_path):
+    """`qarl verdicts RUNS --claim X>Y` on the committed robust-small runs: one row per score, the rule applied."""
+    from qarl.cli import main
+    from qarl.report.verdicts import parse_claim
+
+    assert parse_claim("qarl [qarl-authors] > qarl") == ("qarl [qarl-authors]", "qarl")
+    with pytest.raises(ValueError, match="X>Y"):
+        parse_claim("qarl beats rarl")
+    root = Path(__file__).resolve().parents[3] / "results" / "figures" / "small" / "runs" / "robust-small"
+    if len(list(root.glob("dmc/cartpole-balance/domain_randomization/seed=*/eval.parquet"))) < 5:
+        pytest.skip("the committed robust-small runs of sac and domain_randomization are not all there")
+    out = tmp_path / "v"
+    task = root / "dmc/cartpole-balance"
+    args = ["verdicts", str(task / "sac"), str(task / "domain_randomization"), "--claim", "domain_randomization>sac"]
+    assert main([*args, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "verdicts.csv")
+    assert list(table.score) == ["nominal", "worst_case", "grid_mean"] and set(table.claim) == {
+        "domain_randomization > sac"
+    }
+    for row in table.itertuples():
+        assert row.verdict == verdict(row.low, row.high, min(row.n_x, row.n_y)) and row.n_x == row.n_y == 5
+    assert "qarl verdicts" in (out / "verdicts.md").read_text()
