@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from qarl.cli.common import UserError
+from qarl.cli.common import AtLeast, UserError
 from qarl.config import SCALES
 
 
@@ -46,7 +46,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     command = command_line(args.argv)  # as typed, also when run as `python -m qarl`
     try:
-        files = main_leaderboard(args.results, args.out, args.allow_mixed, args.policy_mode, command=command)
+        files = main_leaderboard(
+            args.results, args.out, args.allow_mixed, args.policy_mode, command=command, n_boot=args.n_boot
+        )
     except LeaderboardError as exc:
         raise UserError(str(exc)) from None
     print("wrote " + ", ".join(str(f) for f in files))
@@ -120,6 +122,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="episodes of this policy mode (default: stochastic where the runs have it, else their one mode)",
     )
     p.add_argument("--allow-mixed", action="store_true", help="accept runs with differing package or task versions")
+    p.add_argument("--n-boot", type=AtLeast(100), default=2000,
+                   help="bootstrap resamples of every interval (default 2000)")  # fmt: skip
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser(

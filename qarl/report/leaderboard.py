@@ -1077,8 +1077,10 @@ def main_leaderboard(
     allow_mixed: bool = False,
     policy_mode: str | None = None,
     command: str = "",
+    n_boot: int = 2000,
 ) -> list[Path]:
-    """Find the runs under ``paths``, load, check and aggregate them, and write the leaderboard into ``out``.
+    """Find the runs under ``paths``, load, check and aggregate them, and write the leaderboard into ``out``
+    (``n_boot``: bootstrap resamples of every interval).
     ``policy_mode`` None: the stochastic policy's episodes where the runs have them, else those of the one mode they
     have (said so in the outputs).
     Raises ``LeaderboardError`` when no run is found (and for the input errors of ``load_evals``)."""
@@ -1094,6 +1096,6 @@ def main_leaderboard(
         policy_mode = "stochastic" if "stochastic" in modes or not modes else modes[0]
         if modes and "stochastic" not in modes:
             note = f"the runs have no stochastic-policy episodes, so the {policy_mode} ones are used"
-    tables = compute_leaderboard(evals, records, policy_mode=policy_mode)
+    tables = compute_leaderboard(evals, records, policy_mode=policy_mode, n_boot=n_boot)
     tables["settings"]["note"] = note
     return write_leaderboard(tables, records, out, command)

@@ -43,7 +43,7 @@ VERSIONS = {
     "mujoco": "3.17.0",
     "dm-control": "1.0.50",
 }
-N_BOOT = 500  # fewer resamples than the default keeps the test fast; the comparisons use the same number
+N_BOOT = 200  # fewer resamples than the default keeps the test fast; the comparisons use the same number
 
 
 def _rows(
@@ -430,7 +430,7 @@ def test_written_files(suite: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_main_leaderboard(suite: dict[str, Any], tmp_path: Path) -> None:
-    paths = main_leaderboard([suite["root"]], tmp_path / "board", command="qarl leaderboard x")
+    paths = main_leaderboard([suite["root"]], tmp_path / "board", command="qarl leaderboard x", n_boot=N_BOOT)
     assert (tmp_path / "board" / "leaderboard.csv") in paths
     with pytest.raises(LeaderboardError, match="no run directories"):
         main_leaderboard([tmp_path / "board"], tmp_path / "other")
@@ -518,9 +518,10 @@ def test_each_task_states_its_adversary_strength():
 def test_the_command_records_itself_as_typed(suite: dict[str, Any], tmp_path: Path) -> None:
     from qarl.cli import main
 
-    assert main(["leaderboard", str(suite["root"]), "--out", str(tmp_path / "board")]) == 0
+    args = ["leaderboard", str(suite["root"]), "--out", str(tmp_path / "board"), "--n-boot", str(N_BOOT)]
+    assert main(args) == 0
     md = (tmp_path / "board" / "leaderboard.md").read_text()
-    assert f"    qarl leaderboard {suite['root']} --out {tmp_path / 'board'}" in md
+    assert f"    qarl {' '.join(args)}" in md and f"{N_BOOT} resamples" in md
 
 
 def test_runs_of_a_learner_preset_are_their_own_row(tmp_path: Path) -> None:
