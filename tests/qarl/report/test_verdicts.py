@@ -71,7 +71,7 @@ def test_verdict_table_rows():
                 v = shift + 10 * level + seed
                 rows.append({"task": task, "method": method, "seed": seed, "nominal": v, "worst_case": -v,
                              "grid_mean": v if task == "a" else -v})  # fmt: skip
-    table = verdict_table(pd.DataFrame(rows), n_boot=500)
+    table = verdict_table(pd.DataFrame(rows), n_boot=200)
     assert len(table) == len(CLAIMS) * 3 * 3  # claims x scores x (all, a, b)
     first = table.iloc[0]
     assert (first.claim, first.score, first.task) == ("qarl > rarl", "nominal", "all")
