@@ -10,12 +10,25 @@ from qarl.cli.common import AtLeast, UserError, add_method_argument, task_id
 from qarl.config import SCALES
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """One trial in its run directory; ``--resume`` continues an interrupted one."""
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the trial and record it as interrupted (meta.json names the signal). SIGINT is set
+    explicitly: a process started in the background of a non-interactive shell (``nohup``, ``cmd &`` in a script)
+    inherits SIGINT ignored, and Python then leaves it ignored."""
     import signal
 
+    from qarl.experiment.trial import Interrupted
+
+    def _terminate(signum, frame):
+        raise Interrupted("SIGTERM")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, which the trial records as SIGINT
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """One trial in its run directory; ``--resume`` continues an interrupted one."""
     from qarl.config import parse_overrides
-    from qarl.experiment.trial import Interrupted, resolve_config, run_dir_for, run_trial, trial_summary
+    from qarl.experiment.trial import resolve_config, run_dir_for, run_trial, trial_summary
 
     if args.seeds is not None:
         return _train_group(args)
@@ -34,10 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as exc:  # bad --set values (task and method were checked while parsing): names the key
             raise UserError(str(exc)) from None
 
-    def _terminate(signum, frame):  # record "interrupted" in meta.json on SIGTERM as on Ctrl-C
-        raise Interrupted("SIGTERM")
-
-    signal.signal(signal.SIGTERM, _terminate)
+    _stop_on_signals()
     print(f"run directory: {run_dir}", file=sys.stderr)
     meta = run_trial(config, run_dir=run_dir, resume=args.resume, iterations=args.iterations)
     print(trial_summary(meta), file=sys.stderr)
@@ -49,11 +59,9 @@ def _train_group(args: argparse.Namespace) -> int:
 
     One ordinary run directory per seed (each resumes like a single-seed run); see :mod:`qarl.experiment.group`.
     """
-    import signal
-
     from qarl.config import parse_overrides
     from qarl.experiment.group import run_group
-    from qarl.experiment.trial import Interrupted, resolve_config, run_dir_for, trial_summary
+    from qarl.experiment.trial import resolve_config, run_dir_for, trial_summary
 
     seeds = list(args.seeds)
     if args.seed is not None:
@@ -72,10 +80,7 @@ def _train_group(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(str(exc)) from None
 
-    def _terminate(signum, frame):  # record "interrupted" in each meta.json on SIGTERM as on Ctrl-C
-        raise Interrupted("SIGTERM")
-
-    signal.signal(signal.SIGTERM, _terminate)
+    _stop_on_signals()
     print(f"run directories ({len(seeds)} seeds, gradient steps batched): {run_dirs[0].parent}/seed=*", file=sys.stderr)
     metas = run_group(configs, run_dirs, resume=args.resume, iterations=args.iterations)
     for meta in metas:

@@ -231,8 +231,10 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, algo):
 def test_a_signal_records_interrupted_with_its_name(tmp_path, sig):
     """SIGTERM or SIGINT to `qarl train`: meta.json says interrupted, with the signal; exit status 130."""
     args = ["train", "--task", "dmc/cartpole-balance", "--method", "sac", "--iterations", "200", "--out", str(tmp_path)]
+    # started with SIGINT ignored, as a background job of a non-interactive shell (nohup, `cmd &` in a script) is
     proc = subprocess.Popen([sys.executable, "-m", "qarl", *args], env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     run_dir = run_dir_for(tmp_path, "default", "dmc/cartpole-balance", "sac", 0)
     deadline = time.time() + 120
     while not (run_dir / "progress.parquet").exists():
