@@ -113,6 +113,14 @@ def learner_presets() -> dict[str, dict[str, Any]]:
     return {str(k): dict(v or {}) for k, v in presets.items()}
 
 
+def learner_preset(name: str) -> dict[str, Any]:
+    """The SACConfig values of the preset ``name``; ConfigError naming the known presets for another name."""
+    presets = learner_presets()
+    if name not in presets:
+        raise ConfigError(f"learner: unknown preset {name!r}; configs/learners.yaml has {', '.join(presets)}")
+    return presets[name]
+
+
 def resolve_config(
     task: str,
     method: str,
@@ -136,12 +144,10 @@ def resolve_config(
     data = merge(data, {"loop": scale_cfg.get("loop") or {}, "eval": scale_cfg.get("eval") or {}})
     data = merge(data, {"diagnostics": scale_cfg.get("diagnostics") or {}})
     # the scale's learner overrides apply to every SAC player of the method
-    presets = learner_presets()
-    if learner not in presets:
-        raise ConfigError(f"learner: unknown preset {learner!r}; configs/learners.yaml has {', '.join(presets)}")
+    preset = learner_preset(learner)
     for name in sac_fields(trainer_cls.config_cls):
         data = merge(data, {name: scale_cfg.get("players") or {}})
-        data = merge(data, {name: presets[learner]})
+        data = merge(data, {name: preset})
     if learner != "default":
         data["learner"] = learner
     data = merge(data, overrides or {})

@@ -218,10 +218,9 @@ def _parse(data: Mapping[str, Any]) -> SweepConfig:
         method_overrides[method] = expand_dotted(values, f"method_overrides.{method}")
     evaluation = expand_dotted(free["eval"], "eval")
     _check_reproduce(free["reproduce"])
-    from qarl.experiment.trial import learner_presets
+    from qarl.experiment.trial import learner_preset
 
-    if sweep.learner not in (presets := learner_presets()):
-        raise ConfigError(f"learner: unknown preset {sweep.learner!r}; configs/learners.yaml has {', '.join(presets)}")
+    learner_preset(sweep.learner)  # an unknown preset is an error here, before any trial is planned
     sweep = dataclasses.replace(sweep, overrides=overrides, method_overrides=method_overrides, eval=evaluation,
                                 reproduce=free["reproduce"])  # fmt: skip
     _check_names(sweep)
