@@ -63,7 +63,14 @@ def test_trainer_class_declares_its_name_paper_config_and_phases(algo):
     assert _learners(algo), "every method trains at least one SAC-configured player"
 
 
-@pytest.mark.parametrize("algo", METHODS)
+# the learner paths in the default run (one player, two, the teacher, MixedNE-LD's shared critic); the variants that
+# share them with another method run with -m slow
+RESUME_DEFAULT = {"sac", "rarl", "qarl", "mixedne_ld"}
+
+
+@pytest.mark.parametrize(
+    "algo", [a if a in RESUME_DEFAULT else pytest.param(a, marks=pytest.mark.slow) for a in METHODS]
+)
 def test_same_seed_same_progress_and_resume_equals_uninterrupted(tmp_path, algo):
     over: dict = {"loop": {"iterations": 4, "checkpoint_every": 2}}
     if "teacher" in _fields(algo):  # 4 pairs per update: the teacher moves within the run, the checkpoint carries it

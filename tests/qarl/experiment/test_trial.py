@@ -124,8 +124,14 @@ def test_frozen_player_stores_nothing_during_the_other_phase(monkeypatch):
             assert grew == (0, 0)
 
 
-# representatives of the learner paths, one player and two (every method on the default path: test_methods.py)
-@pytest.mark.parametrize("algo", ["sac", "rarl"])
+# representatives of the learner paths, one player and two, on each matmul kernel (every method on the default path:
+# test_methods.py); the other two pairings run with -m slow
+@pytest.mark.parametrize(
+    ("algo", "matmul_backend"),
+    [("rarl", "torch-mm"), ("sac", "onednn"), *(pytest.param(*p, marks=pytest.mark.slow)
+                                                for p in (("rarl", "onednn"), ("sac", "torch-mm")))],
+    indirect=["matmul_backend"],
+)  # fmt: skip
 def test_same_seed_same_progress(tmp_path, algo, matmul_backend):
     a, meta = _run(tmp_path, algo, seed=5, name="a")
     b, _ = _run(tmp_path, algo, seed=5, name="b")
@@ -180,10 +186,10 @@ def _kill_extra(algo: str) -> list[str]:
     return []
 
 
-# In the default run, the representative chosen for cost: rarl (two players, no method state). Every method's
-# in-process resume, on both matmul paths, is checked by tests/qarl/experiment/test_methods.py and
-# test_resume_in_process_equals_uninterrupted; the other SIGKILL variants (15-20 s each, qarl's teacher and the
-# oneDNN path among them) run with -m slow.
+# In the default run, the representative chosen for cost: rarl (two players, no method state). The in-process
+# resume of sac, rarl, qarl and mixedne_ld (every method with -m slow) is checked by
+# tests/qarl/experiment/test_methods.py, on both matmul paths by test_resume_in_process_equals_uninterrupted; the
+# other SIGKILL variants (15-20 s each, qarl's teacher and the oneDNN path among them) run with -m slow.
 _KILL_DEFAULT = ("rarl",)
 
 

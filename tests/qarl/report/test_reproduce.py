@@ -1,5 +1,8 @@
 """`qarl reproduce`: every paper figure at smoke scale through the real sweep path (embedded local Ray), the reuse
-of completed runs, `--list`, the paper-scale budgets and the errors."""
+of completed runs, `--list`, the paper-scale budgets and the errors.
+
+The default run reproduces the figures of the main sweep (6 trials), the testbed (no training) and robust-small
+(calibrated strengths); the figures of the other sweeps (about 20 more trials) run with -m slow."""
 
 from __future__ import annotations
 
@@ -10,22 +13,30 @@ from qarl.cli import main
 from qarl.report.reproduce import FIGURES, estimate, get_figure, plan_figure
 
 ALL = list(FIGURES)
+DEFAULT = {f.name for f in FIGURES.values() if f.sweep in (None, "qarl-main", "robust-small")}
+
+
+class Reproduced:
+    """Figures reproduced at smoke scale into one folder on first use (figures sharing a sweep share its runs)."""
+
+    def __init__(self, out):
+        self.out, self.codes = out, {}
+
+    def code(self, name: str) -> int:
+        if name not in self.codes:
+            self.codes[name] = main(["reproduce", name, "--scale", "smoke", "--out", str(self.out)])
+        return self.codes[name]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """Every figure reproduced at smoke scale into one folder (figures sharing a sweep share its runs)."""
-    out = tmp_path_factory.mktemp("figures")
-    codes = {}
-    for name in ALL:
-        codes[name] = main(["reproduce", name, "--scale", "smoke", "--out", str(out)])
-    return out, codes, None
+    return Reproduced(tmp_path_factory.mktemp("figures"))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [n if n in DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in ALL])
 def test_every_figure_runs_at_smoke_scale(smoke, name):
-    out, codes, _ = smoke
-    assert codes[name] == 0
+    out = smoke.out
+    assert smoke.code(name) == 0
     folder = out / "smoke" / name
     pngs = list(folder.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5_000 for p in pngs), pngs
@@ -38,14 +49,27 @@ def test_every_figure_runs_at_smoke_scale(smoke, name):
 
 
 def test_figure_tables_hold_the_runs_numbers(smoke):
-    out, _, _ = smoke
-    fig = out / "smoke"
+    assert all(smoke.code(name) == 0 for name in ("qarl-table1", "qarl-temperature", "robust-small"))
+    fig = smoke.out / "smoke"
     table1 = pd.read_csv(fig / "qarl-table1" / "table1.csv").set_index("method")
     assert set(table1.index) == {"sac", "rarl", "qarl"}
     assert table1.loc["sac", "performance_pct"] == pytest.approx(0, abs=1e-9)  # the reference vs itself
     assert (table1["seeds"] == 2).all()
     temp = pd.read_csv(fig / "qarl-temperature" / "temperature.csv")
     assert temp[temp.iteration == 1]["iqm_teacher_kappa"].iloc[0] == pytest.approx(50.0)  # the teacher's start
+    verdicts = pd.read_csv(fig / "robust-small" / "verdicts.csv")
+    assert len(verdicts) == 5 * 3 and (verdicts.verdict == "inconclusive").all()  # 1 seed each: never decisive
+    scores = pd.read_csv(fig / "robust-small" / "scores.csv")
+    assert len(scores) == 4 and scores[["nominal", "worst_case", "grid_mean"]].notna().all().all()
+    configs = [(p / "config.yaml").read_text() for p in (fig / "runs" / "robust-small").rglob("seed=*")]
+    assert len(configs) == 4 and all("strength:" in c for c in configs)  # bounds resolved from the calibration
+
+
+@pytest.mark.slow
+def test_the_other_sweeps_figure_tables_hold_the_runs_numbers(smoke):
+    names = ("qarl-heatmaps", "rarl-percentile", "qarl-navigation", "realizability-critics", "qarl-ablation")
+    assert all(smoke.code(name) == 0 for name in names)
+    fig = smoke.out / "smoke"
     cells = pd.read_csv(fig / "qarl-heatmaps" / "heatmaps.csv")
     assert cells.groupby("method").size().to_dict() == {"qarl": 9, "rarl": 9, "sac": 9}  # 3 x 3 smoke grid
     pct = pd.read_csv(fig / "rarl-percentile" / "percentile.csv")
@@ -57,16 +81,12 @@ def test_figure_tables_hold_the_runs_numbers(smoke):
     assert set(critics.method) == {"rarl", "qarl"} and critics["iqm"].notna().all()
     ablation = pd.read_csv(fig / "qarl-ablation" / "ablation.csv")
     assert set(ablation.method) == {"qarl", "qarl_linear", "qarl_point", "qarl_single", "qarl_homogeneous"}
-    verdicts = pd.read_csv(fig / "robust-small" / "verdicts.csv")
-    assert len(verdicts) == 5 * 3 and (verdicts.verdict == "inconclusive").all()  # 1 seed each: never decisive
-    scores = pd.read_csv(fig / "robust-small" / "scores.csv")
-    assert len(scores) == 4 and scores[["nominal", "worst_case", "grid_mean"]].notna().all().all()
-    configs = [(p / "config.yaml").read_text() for p in (fig / "runs" / "robust-small").rglob("seed=*")]
-    assert len(configs) == 4 and all("strength:" in c for c in configs)  # bounds resolved from the calibration
 
 
 def test_completed_runs_are_reused_not_rerun(smoke, capsys):
-    out, _, _ = smoke
+    assert smoke.code("qarl-table1") == 0
+    out = smoke.out
+    capsys.readouterr()
     runs = sorted((out / "smoke" / "runs").rglob("progress.parquet"))
     before = {p: p.stat().st_mtime_ns for p in runs}
     assert main(["reproduce", "qarl-table1", "--scale", "smoke", "--out", str(out)]) == 0
