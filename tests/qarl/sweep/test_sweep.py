@@ -307,6 +307,7 @@ def test_smoke_sweep_end_to_end_on_embedded_ray(tmp_path, smoke_sweep):
     print(f"smoke sweep: {time.time() - t0:.1f}s")
 
 
+@pytest.mark.slow  # 50-120 s each on the slower CPUs; the sweep's kill-resume default: the SIGKILL of a worker
 def test_seeds_per_trial_groups_seeds_in_one_process(tmp_path):
     """seeds_per_trial: 2 -> one Ray trial trains both seeds (gradient steps batched), one run directory each, and
     each seed's progress equals its single-seed run's up to float rounding of the batched step."""
@@ -358,6 +359,7 @@ def test_sigkill_of_a_trial_worker_resumes_from_its_checkpoint(tmp_path):
     pd.testing.assert_frame_equal(_progress(direct), _progress(trial.run_dir), check_exact=True)
 
 
+@pytest.mark.slow
 def test_driver_kill_then_resume_reruns_no_finished_trial(tmp_path):
     """SIGKILL `qarl sweep` mid-sweep; `qarl sweep --resume` finishes it without touching completed trials, and ends
     the processes the killed driver's embedded Ray left behind."""
@@ -565,6 +567,7 @@ def test_multinode_cluster_runs_trials_on_both_nodes(tmp_path):
     assert used == node_ids
 
 
+@pytest.mark.slow
 def test_failed_trial_is_listed_with_its_reason_and_exit_code_is_1(tmp_path):
     """A trial that fails for good (here: a run directory holding a foreign checkpoint) is summarised."""
     path = _write_sweep(
