@@ -124,7 +124,7 @@ def test_frozen_player_stores_nothing_during_the_other_phase(monkeypatch):
             assert grew == (0, 0)
 
 
-# representatives of the learner paths, one player and two, on each matmul kernel (every method on the default path:
+# representatives of the learner paths, one player and two, on each matmul kernel (more methods on the default path:
 # test_methods.py); the other two pairings run with -m slow
 @pytest.mark.parametrize(
     ("algo", "matmul_backend"),

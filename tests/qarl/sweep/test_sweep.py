@@ -307,7 +307,9 @@ def test_smoke_sweep_end_to_end_on_embedded_ray(tmp_path, smoke_sweep):
     print(f"smoke sweep: {time.time() - t0:.1f}s")
 
 
-@pytest.mark.slow  # 50-120 s each on the slower CPUs; the sweep's kill-resume default: the SIGKILL of a worker
+# These three take 50-120 s each on the slower CPUs and run with -m slow; the default run keeps the end-to-end sweep
+# and the SIGKILL of a trial worker.
+@pytest.mark.slow
 def test_seeds_per_trial_groups_seeds_in_one_process(tmp_path):
     """seeds_per_trial: 2 -> one Ray trial trains both seeds (gradient steps batched), one run directory each, and
     each seed's progress equals its single-seed run's up to float rounding of the batched step."""
