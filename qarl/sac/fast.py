@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
@@ -678,3 +679,64 @@ class FastSACUpdate:
                 else:
                     dh = th.mm(dh, lin.weight, out=input_grads[k - 1])
                 th.ops.aten.threshold_backward.grad_input(dh, inp, 0.0, grad_input=dh)
+
+
+class FastActing:
+    """``actor(obs, deterministic)`` of a stable-baselines3 SAC actor without its module calls: the same operations
+    (``F.linear`` and ``F.relu`` per layer, the clamped log-std, ``ones_like(mean) * exp(log_std)``, one
+    ``normal_`` draw of the action's shape for the noise, ``tanh``) in the same order, so actions, log-std and the
+    torch generator's state afterwards are exactly those of the module path. Acting one observation at a time,
+    the module path's Python (a dozen ``nn.Module`` calls, a validated ``Normal`` per step) is over a third of the
+    call at the QARL settings (3x256). The layers are read from the actor at every call, so optimiser steps and
+    loaded checkpoints are seen. :meth:`supported` says whether an actor qualifies (flat observations, ReLU MLP
+    trunks, no gSDE)."""
+
+    def __init__(self, actor: nn.Module) -> None:
+        if not self.supported(actor):
+            raise ValueError(f"fast acting does not support this actor ({type(actor).__name__})")
+        self.actor = actor
+        self.pi = _relu_mlp(actor.latent_pi) or []
+        std_trunk = getattr(actor, "latent_std", None)
+        self.std = (_relu_mlp(std_trunk) or []) if std_trunk is not None else None
+
+    @staticmethod
+    def supported(actor: nn.Module) -> bool:
+        """Whether :class:`FastActing` computes exactly this actor's forward pass."""
+        from stable_baselines3.sac.policies import Actor
+
+        if not isinstance(actor, Actor) or actor.use_sde or not isinstance(actor.features_extractor, FlattenExtractor):
+            return False
+        if type(actor).get_action_dist_params.__qualname__ not in (  # a subclass computing something else
+            "Actor.get_action_dist_params", "SeparateStdActor.get_action_dist_params"
+        ):  # fmt: skip
+            return False
+        space = actor.observation_space
+        if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
+            return False
+        std_trunk = getattr(actor, "latent_std", None)
+        if std_trunk is not None and _relu_mlp(std_trunk) is None:
+            return False
+        layers = list(actor.latent_pi)
+        return _relu_mlp(actor.latent_pi) is not None and (not layers or isinstance(layers[-1], nn.ReLU))
+
+    @staticmethod
+    def _trunk(linears: list[nn.Linear], h: th.Tensor) -> th.Tensor:
+        for lin in linears:
+            h = th.nn.functional.relu(th.nn.functional.linear(h, lin.weight, lin.bias))
+        return h
+
+    def __call__(self, obs: th.Tensor, deterministic: bool) -> tuple[th.Tensor, th.distributions.Normal]:
+        """(tanh action (B, |A|), the Gaussian of its pre-image) for float32 observations (B, d), as the actor's
+        ``forward`` and ``action_dist.distribution`` give them."""
+        actor, linear = self.actor, th.nn.functional.linear
+        features = obs.float().flatten(1)  # preprocess_obs of a Box, then FlattenExtractor
+        latent = self._trunk(self.pi, features)
+        mean = linear(latent, actor.mu.weight, actor.mu.bias)
+        latent_std = latent if self.std is None else self._trunk(self.std, features)
+        log_std = th.clamp(linear(latent_std, actor.log_std.weight, actor.log_std.bias), LOG_STD_MIN, LOG_STD_MAX)
+        std = th.ones_like(mean) * log_std.exp()
+        distribution = th.distributions.Normal(mean, std, validate_args=False)
+        if deterministic:
+            return th.tanh(mean), distribution
+        eps = th.empty(mean.shape, dtype=mean.dtype, device=mean.device).normal_()
+        return th.tanh(mean + eps * std), distribution

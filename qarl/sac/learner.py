@@ -28,7 +28,7 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACP
 from torch import nn
 
 from qarl.config import require_at_least
-from qarl.sac.fast import FastSACUpdate, resolve_kernel, unsupported_reason
+from qarl.sac.fast import FastActing, FastSACUpdate, resolve_kernel, unsupported_reason
 
 INITS = ("torch_default", "xavier_relu")
 """The layer initialisations of :attr:`SACConfig.init`."""
@@ -413,6 +413,7 @@ class Player:
         # (NaN where the action was not sampled); read by the off-policy diagnostics (qarl/diagnostics/neural.py).
         self.behaviour_log_prob = np.full(self.buffer.buffer_size, np.nan, dtype=np.float32)
         self._behaviour: th.distributions.Normal | None = None  # the last act()'s action distribution
+        self._acting: FastActing | bool | None = None  # the actor's fast forward (False: unsupported)
 
     @property
     def buffer(self):
@@ -420,11 +421,19 @@ class Player:
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(action in the player's action space, the same action scaled to [-1, 1] for the buffer)."""
+        actor = self.model.actor
         with th.no_grad():
             obs_t = th.as_tensor(obs, dtype=th.float32).reshape(1, -1)
-            scaled = self.model.actor(obs_t, deterministic=deterministic).numpy()[0]
+            if self._acting is None or self._acting.actor is not actor:  # built once per actor module
+                self._acting = FastActing(actor) if FastActing.supported(actor) else False
+            if self._acting:  # the same operations and random draws as the module path, without its overhead
+                action, distribution = self._acting(obs_t, deterministic)
+            else:
+                action = actor(obs_t, deterministic=deterministic)
+                distribution = actor.action_dist.distribution
+            scaled = action.numpy()[0]
         # keep the sampling distribution (not a log-prob: computed in observe() only for stored actions)
-        self._behaviour = None if deterministic else self.model.actor.action_dist.distribution
+        self._behaviour = None if deterministic else distribution
         return self.model.policy.unscale_action(scaled), scaled
 
     def observe(
