@@ -714,10 +714,9 @@ class FastActing:
         if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
             return False
         std_trunk = getattr(actor, "latent_std", None)
-        if std_trunk is not None and _relu_mlp(std_trunk) is None:
-            return False
-        layers = list(actor.latent_pi)
-        return _relu_mlp(actor.latent_pi) is not None and (not layers or isinstance(layers[-1], nn.ReLU))
+        trunks = [actor.latent_pi] + ([std_trunk] if std_trunk is not None else [])
+        # ReLU MLPs with a ReLU after every layer (what _trunk computes)
+        return all(_relu_mlp(t) is not None and isinstance(list(t)[-1], nn.ReLU) for t in trunks)
 
     @staticmethod
     def _trunk(linears: list[nn.Linear], h: th.Tensor) -> th.Tensor:

@@ -413,7 +413,8 @@ class Player:
         # (NaN where the action was not sampled); read by the off-policy diagnostics (qarl/diagnostics/neural.py).
         self.behaviour_log_prob = np.full(self.buffer.buffer_size, np.nan, dtype=np.float32)
         self._behaviour: th.distributions.Normal | None = None  # the last act()'s action distribution
-        self._acting: FastActing | bool | None = None  # the actor's fast forward (False: unsupported)
+        # (actor module, its FastActing or None where unsupported), built on the first act() of each actor module
+        self._acting: tuple[nn.Module, FastActing | None] | None = None
 
     @property
     def buffer(self):
@@ -424,10 +425,11 @@ class Player:
         actor = self.model.actor
         with th.no_grad():
             obs_t = th.as_tensor(obs, dtype=th.float32).reshape(1, -1)
-            if self._acting is None or self._acting.actor is not actor:  # built once per actor module
-                self._acting = FastActing(actor) if FastActing.supported(actor) else False
-            if self._acting:  # the same operations and random draws as the module path, without its overhead
-                action, distribution = self._acting(obs_t, deterministic)
+            if self._acting is None or self._acting[0] is not actor:
+                self._acting = (actor, FastActing(actor) if FastActing.supported(actor) else None)
+            fast = self._acting[1]
+            if fast is not None:  # the same operations and random draws as the module path, without its overhead
+                action, distribution = fast(obs_t, deterministic)
             else:
                 action = actor(obs_t, deterministic=deterministic)
                 distribution = actor.action_dist.distribution

@@ -48,11 +48,11 @@ def test_player_act_gives_the_module_paths_action_and_behaviour_density():
     cfg = SACConfig(net_arch=(32, 32))
     th.manual_seed(0)
     player = Player("protagonist", cfg, _space(OBS_DIM), ACT)
-    assert isinstance(player._acting, type(None))  # built on the first act
+    assert player._acting is None  # built on the first act
     obs = np.random.default_rng(2).normal(size=OBS_DIM)
     th.manual_seed(5)
     action, scaled = player.act(obs)
-    assert isinstance(player._acting, FastActing)
+    assert player._acting[0] is player.model.actor and isinstance(player._acting[1], FastActing)
     behaviour = player._behaviour
     th.manual_seed(5)
     ref_scaled, ref_dist = _module_path(player.model.actor, th.as_tensor(obs, dtype=th.float32)[None], False)
@@ -79,3 +79,18 @@ def test_fast_acting_refuses_what_it_does_not_compute():
     assert not FastActing.supported(plain.actor)
     with pytest.raises(ValueError, match="fast acting does not support"):
         FastActing(plain.actor)
+
+
+def test_a_player_with_an_unsupported_actor_keeps_acting_through_its_modules():
+    th.manual_seed(0)
+    player = Player("protagonist", SACConfig(net_arch=(16,)), _space(OBS_DIM), ACT)
+    player.model.actor.latent_pi = th.nn.Sequential(th.nn.Linear(OBS_DIM, 16), th.nn.Tanh())
+    obs = np.random.default_rng(3).normal(size=OBS_DIM)
+    for _ in range(2):  # the second call reuses the cached decision
+        th.manual_seed(7)
+        _, scaled = player.act(obs)
+        th.manual_seed(7)
+        ref, ref_dist = _module_path(player.model.actor, th.as_tensor(obs, dtype=th.float32)[None], False)
+        np.testing.assert_array_equal(scaled, ref.numpy()[0])
+        assert th.equal(player._behaviour.loc, ref_dist.loc) and th.equal(player._behaviour.scale, ref_dist.scale)
+    assert player._acting == (player.model.actor, None)
