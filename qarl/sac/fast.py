@@ -6,9 +6,10 @@ same order of the optimiser steps, same random draws) for the MLP policies the s
 - **Twin critics as one batched MLP.** The parameters of the ``n`` critics (and of the ``n`` target critics) are
   re-homed into one flat buffer each, laid out layer by layer as ``(n, out, in)`` weight and ``(n, out)`` bias
   blocks; every SB3 ``Parameter`` keeps its identity and value and becomes a view of its block. A layer of all
-  critics is then one ``baddbmm`` and the Polyak update is two operations on the flat buffers. ``state_dict``,
-  ``load_state_dict`` (in-place copies) and the optimisers are untouched, so checkpoints keep working; if a
-  parameter is ever re-allocated (e.g. ``module.to`` to another device), the layout is rebuilt on the next step.
+  critics is then one ``bmm`` (its bias and ReLU added in one pass after it) and the Polyak update is two
+  operations on the flat buffers. ``state_dict``, ``load_state_dict`` (in-place copies) and the optimisers are
+  untouched, so checkpoints keep working; if a parameter is ever re-allocated (e.g. ``module.to`` to another
+  device), the layout is rebuilt on the next step.
 - **Forward and backward written out** (no autograd graph): the gradients of each matmul are computed directly
   into the parameters' ``.grad`` buffers, and only the ones the update needs: no gradient of the target critics,
   no critic-parameter gradient of the actor loss (stable-baselines3 computes and then discards it), no input
@@ -61,6 +62,7 @@ from torch import nn
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _SQUASH_EPS = 1e-6  # SquashedDiagGaussianDistribution's epsilon in log(1 - tanh(u)^2 + eps)
+_add_relu_ = th.ops.aten._add_relu_  # x <- relu(x + y) in one pass, y broadcast (the bias of a hidden layer)
 
 
 def _relu_mlp(module: nn.Module) -> list[nn.Linear] | None:
@@ -258,7 +260,14 @@ def unsupported_reason(model: SAC) -> str | None:
 class _StackedMLP:
     """The ``n`` ReLU MLPs of an SB3 critic (one per ``q_network``) as one batched MLP over SB3's own parameters."""
 
-    def __init__(self, q_networks: list[nn.Module], batch_size: int, slots: int, kernel: str = "mm") -> None:
+    def __init__(
+        self,
+        q_networks: list[nn.Module],
+        batch_size: int,
+        slots: int,
+        kernel: str = "mm",
+        acts: list[list[th.Tensor]] | None = None,
+    ) -> None:
         nets = [_relu_mlp(q) for q in q_networks]
         assert all(n is not None for n in nets)
         self.n = len(nets)
@@ -294,10 +303,17 @@ class _StackedMLP:
         self._ptrs = [p.data_ptr() for p in self.params]
         # the oneDNN op for kernel "onednn" (None: the stacked baddbmm/bmm path below)
         self.kernel = usable_kernel(kernel, self.flat.device)
+        self.fused_bias_relu = self.flat.device.type == "cpu"  # torch has the fused add-ReLU for the CPU only
         self.linear = onednn_linear() if self.kernel == "onednn" else None
-        # Preallocated activations (``slots`` sets, one per forward whose activations must live at the same time) and
-        # input gradients: fresh 0.5 MB tensors every step cost page faults comparable to their arithmetic.
-        self.acts = [[th.empty(self.n, batch_size, o) for o, _ in self.shapes] for _ in range(slots)]
+        # Preallocated activations (``slots`` sets, one per forward whose activations must live at the same time; or
+        # ``acts``, the sets of another stack of the same shapes, when no two of their forwards overlap) and input
+        # gradients: fresh 0.5 MB tensors every step cost page faults comparable to their arithmetic, and each set
+        # that is not shared adds 1.5 MB at the QARL settings to what the step streams through the caches.
+        if acts is None:
+            acts = [[th.empty(self.n, batch_size, o) for o, _ in self.shapes] for _ in range(slots)]
+        elif any([tuple(t.shape) for t in a] != [(self.n, batch_size, o) for o, _ in self.shapes] for a in acts):
+            raise ValueError("shared activation buffers must have this stack's shapes")
+        self.acts = acts
         self.input_grads = [th.empty(self.n, batch_size, i) for _, i in self.shapes[1:]]
 
     def is_bound(self) -> bool:
@@ -323,9 +339,13 @@ class _StackedMLP:
         acts = [h]
         last = len(self.weights) - 1
         for k, (w, b, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):
-            h = th.baddbmm(b, h, w.transpose(1, 2), out=out)
-            if k < last:
-                h.relu_()
+            if k < last and self.fused_bias_relu:  # bias and ReLU in one pass (baddbmm first copies b into out)
+                h = th.bmm(h, w.transpose(1, 2), out=out)
+                _add_relu_(h, b)
+            else:
+                h = th.baddbmm(b, h, w.transpose(1, 2), out=out)
+                if k < last:
+                    h.relu_()
             acts.append(h)
         return acts
 
@@ -485,8 +505,10 @@ class FastSACUpdate:
         self.obs_dim = d = int(buf.obs_shape[0])
         self.act_dim = a = int(buf.action_dim)
         self.kernel = kernel = resolve_kernel(model, b)
-        self.critics = _StackedMLP(model.critic.q_networks, b, slots=2, kernel=kernel)  # critic loss, actor loss
-        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1, kernel=kernel)
+        # One set of activation buffers for the step's three critic forwards (target, critic loss, actor loss): each
+        # one's activations are dead before the next forward begins.
+        self.critics = _StackedMLP(model.critic.q_networks, b, slots=1, kernel=kernel)
+        self.targets = _StackedMLP(model.critic_target.q_networks, b, slots=1, kernel=kernel, acts=self.critics.acts)
         actor = model.actor
         self.actor_linears: list[nn.Linear] = _relu_mlp(actor.latent_pi) or []
         # the log-std's own trunk (SACConfig.actor_std: separate), else None: the heads share the mean's trunk
@@ -543,7 +565,8 @@ class FastSACUpdate:
             if linear is not None:
                 h = linear(h, lin.weight, lin.bias, "relu", [], "")
             else:
-                h = th.addmm(lin.bias, h, lin.weight.t(), out=out).relu_()
+                h = th.mm(h, lin.weight.t(), out=out)
+                _add_relu_(h, lin.bias)
             acts.append(h)
         return acts
 
@@ -611,7 +634,7 @@ class FastSACUpdate:
         self.z_pi[:, :d] = self.x[:b]
         a_pi = action[:b]
         self.z_pi[:, d:] = a_pi
-        q_pi = self.critics.forward(self.z_pi, slot=1)
+        q_pi = self.critics.forward(self.z_pi, slot=0)  # overwrites c_acts, no longer needed
         q = q_pi[-1]
         min_q, argmin = q.min(0)
         actor_loss = float((alpha * log_prob_pi - min_q).mean())

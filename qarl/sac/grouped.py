@@ -70,9 +70,17 @@ def group_key(model: QSAC, batch_size: int) -> tuple[Any, ...] | None:
 class _GroupedStackedMLP(_StackedMLP):
     """The critics of K models (``c`` each, K*c networks in SB3's order) with one input batch per model."""
 
-    def __init__(self, q_networks: list[nn.Module], groups: int, batch_size: int, slots: int, kernel: str) -> None:
+    def __init__(
+        self,
+        q_networks: list[nn.Module],
+        groups: int,
+        batch_size: int,
+        slots: int,
+        kernel: str,
+        acts: list[list[th.Tensor]] | None = None,
+    ) -> None:
         with th.device(next(q_networks[0].parameters()).device):  # the buffers _StackedMLP allocates, on that device
-            super().__init__(q_networks, batch_size, slots, kernel)
+            super().__init__(q_networks, batch_size, slots, kernel, acts)
         self.groups = groups
         self.per_group = self.n // groups
 
@@ -283,8 +291,10 @@ class GroupedSACUpdate:
         self.act_dim = a = int(buf.action_dim)
         n_critics = len(first.critic.q_networks)
         self.kernel = kernel = resolve_kernel(first, b)  # the same for all: it is part of the group key
-        self.critics = _GroupedStackedMLP([q for m in models for q in m.critic.q_networks], k, b, 2, kernel)
-        self.targets = _GroupedStackedMLP([q for m in models for q in m.critic_target.q_networks], k, b, 1, kernel)
+        # one set of activation buffers for the three critic forwards of a step (as in qarl.sac.fast.FastSACUpdate)
+        self.critics = _GroupedStackedMLP([q for m in models for q in m.critic.q_networks], k, b, 1, kernel)
+        targets = [q for m in models for q in m.critic_target.q_networks]
+        self.targets = _GroupedStackedMLP(targets, k, b, 1, kernel, acts=self.critics.acts)
         self.n_critics = n_critics
         self.actors = _StackedActors([m.actor for m in models], b, device, self.critics.kernel)
         self.gamma, self.tau = first.gamma, first.tau
@@ -411,7 +421,7 @@ class GroupedSACUpdate:
         a_pi = action[:, :b]
         self.z_pi[:, :, :d] = x[:, :b]
         self.z_pi[:, :, d:] = a_pi
-        q_pi = self.critics.forward(self.z_pi, slot=1)
+        q_pi = self.critics.forward(self.z_pi, slot=0)  # overwrites c_acts, no longer needed
         q = q_pi[-1].view(k, c, b, 1)
         min_q, argmin = q.min(1)
         actor_losses = (alpha * log_prob_pi - min_q).mean(dim=(1, 2)).tolist()

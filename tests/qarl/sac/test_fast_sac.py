@@ -204,3 +204,20 @@ def test_a_checkpoint_of_an_earlier_version_resumes_on_the_kernel_that_version_u
     del state["matmul_kernel"]
     load_player_state(player, state)
     assert player.model.matmul_kernel == "mm"
+
+
+def test_the_critic_forwards_share_one_set_of_activation_buffers() -> None:
+    """The target, critic-loss and actor-loss forwards of a step write into the same buffers (each is dead before the
+    next begins); buffers of other shapes are refused."""
+    from torch import nn
+
+    from qarl.sac.fast import FastSACUpdate, _StackedMLP
+
+    model, _ = _pair(QSAC, SACConfig(net_arch=(16, 16), batch_size=32), OBS_DIM)
+    update = FastSACUpdate(model, batch_size=32)
+    assert update.targets.acts is update.critics.acts and len(update.critics.acts) == 1
+    nets = [nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1)) for _ in range(2)]
+    wrong = [[th.empty(2, 32, 8), th.empty(2, 32, 1)]]
+    with pytest.raises(ValueError, match="shapes"):
+        _StackedMLP(nets, batch_size=16, slots=1, acts=wrong)
+    assert _StackedMLP(nets, batch_size=32, slots=1, acts=wrong).acts is wrong
