@@ -339,13 +339,14 @@ class _StackedMLP:
         acts = [h]
         last = len(self.weights) - 1
         for k, (w, b, out) in enumerate(zip(self.weights, self.biases, self.acts[slot], strict=True)):
-            if k < last and self.fused_bias_relu:  # bias and ReLU in one pass (baddbmm first copies b into out)
+            if k == last:  # the (n, B, 1) value head as (n, 1, in) @ (n, in, B): 3x faster than with w^T on the right
+                th.bmm(w, h.transpose(1, 2), out=out.view(self.n, 1, -1))
+                h = out.add_(b)
+            elif self.fused_bias_relu:  # bias and ReLU in one pass (baddbmm would first copy the bias into out)
                 h = th.bmm(h, w.transpose(1, 2), out=out)
                 _add_relu_(h, b)
             else:
-                h = th.baddbmm(b, h, w.transpose(1, 2), out=out)
-                if k < last:
-                    h.relu_()
+                h = th.baddbmm(b, h, w.transpose(1, 2), out=out).relu_()
             acts.append(h)
         return acts
 
@@ -517,6 +518,8 @@ class FastSACUpdate:
         self.actor_grads = {p: th.zeros_like(p) for p in actor.parameters()}
         widths = [lin.out_features for lin in self.actor_linears]
         self.actor_acts = [th.empty(2 * b, w) for w in widths]
+        self.w_head = th.empty(2 * a, widths[-1])  # [mu; log_std] head weights and biases (one trunk under both)
+        self.b_head = th.empty(2 * a)
         self.actor_input_grads = [th.empty(b, w) for w in widths]
         if self.std_linears is not None:
             std_widths = [lin.out_features for lin in self.std_linears]
@@ -576,11 +579,16 @@ class FastSACUpdate:
         actor = self.model.actor
         acts = [self._trunk_forward(self.actor_linears, self.actor_acts)]
         h = acts[0][-1]
-        mu = th.addmm(actor.mu.bias, h, actor.mu.weight.t())
-        if self.std_linears is not None:  # the log-std from its own trunk
+        if self.std_linears is None:  # both heads on one trunk: one matmul of the stacked head weights (twice as fast)
+            a = self.act_dim
+            th.cat((actor.mu.weight, actor.log_std.weight), out=self.w_head)  # also the backward's
+            th.cat((actor.mu.bias, actor.log_std.bias), out=self.b_head)
+            heads = th.addmm(self.b_head, h, self.w_head.t())
+            mu, log_std_raw = heads[:, :a], heads[:, a:]
+        else:  # the log-std from its own trunk
+            mu = th.addmm(actor.mu.bias, h, actor.mu.weight.t())
             acts.append(self._trunk_forward(self.std_linears, self.std_acts))
-            h = acts[1][-1]
-        log_std_raw = th.addmm(actor.log_std.bias, h, actor.log_std.weight.t())
+            log_std_raw = th.addmm(actor.log_std.bias, acts[1][-1], actor.log_std.weight.t())
         log_std = log_std_raw.clamp(LOG_STD_MIN, LOG_STD_MAX)
         std = log_std.exp()
         # SB3 draws the noise of the obs batch first, then (after the temperature step) that of next_obs
@@ -668,9 +676,8 @@ class FastSACUpdate:
             th.mm(g.t(), acts[trunk][-1][:b], out=grads[lin.weight])
             th.sum(g, dim=0, out=grads[lin.bias])
         if self.std_linears is None:  # one trunk under both heads
-            last = len(self.actor_linears) - 1
-            w_head = th.cat((actor.mu.weight, actor.log_std.weight))
-            dh = th.mm(self.dhead, w_head, out=self.actor_input_grads[last])
+            last = len(self.actor_linears) - 1  # self.w_head: the stacked head weights of the forward
+            dh = th.mm(self.dhead, self.w_head, out=self.actor_input_grads[last])
             self._trunk_backward(self.actor_linears, acts[0], dh, self.actor_input_grads)
         else:
             for linears, trunk_acts, head, g, input_grads in (
