@@ -44,6 +44,7 @@ from qarl.sac.fast import (
     fused_adam_step,
     onednn_linear,
     resolve_kernel,
+    share_steps,
     unsupported_reason,
 )
 from qarl.sac.learner import QSAC
@@ -243,6 +244,7 @@ class _GroupedAdam:
         self.optimizers = list(optimizers)
         self._states: list[Any] = []
         self._lists: tuple[list[th.Tensor], ...] = ()
+        self._steps: th.Tensor | None = None
 
     def _groups(self) -> list[dict[str, Any]]:
         return [opt.param_groups[0] for opt in self.optimizers]
@@ -259,6 +261,7 @@ class _GroupedAdam:
                 states = [o.state[p] for o in opts for p in o.param_groups[0]["params"]]
                 if all("exp_avg" in s for s in states):
                     self._states = [o.state for o in opts]
+                    self._steps = share_steps(states)
                     params = [p for o in opts for p in o.param_groups[0]["params"]]
                     self._lists = (
                         params,
@@ -267,7 +270,7 @@ class _GroupedAdam:
                         [s["step"] for s in states],
                     )
             return
-        fused_adam_step(self._lists, self._groups()[0])
+        fused_adam_step(self._lists, self._groups()[0], self._steps)
 
 
 class GroupedSACUpdate:

@@ -221,3 +221,23 @@ def test_the_critic_forwards_share_one_set_of_activation_buffers() -> None:
     with pytest.raises(ValueError, match="shapes"):
         _StackedMLP(nets, batch_size=16, slots=1, acts=wrong)
     assert _StackedMLP(nets, batch_size=32, slots=1, acts=wrong).acts is wrong
+
+
+def test_adam_step_counters_count_every_step_and_survive_a_checkpoint(tmp_path) -> None:
+    """The counters of the direct Adam call are views of one tensor (one add_ per step); their values are the steps
+    taken, as stable-baselines3's own optimiser steps count them, also after a save and a reload of the state."""
+    config = SACConfig(net_arch=(16, 16), batch_size=8)
+    fast, ref = _pair(QSAC, config, OBS_DIM)
+    _train(fast, 5, config.batch_size)
+    _train(ref, 5, config.batch_size)
+    for opt, opt_ref in ((fast.critic.optimizer, ref.critic.optimizer), (fast.actor.optimizer, ref.actor.optimizer)):
+        steps = [opt.state[p]["step"] for p in opt.param_groups[0]["params"]]
+        assert [float(s) for s in steps] == [float(opt_ref.state[q]["step"]) for q in opt_ref.param_groups[0]["params"]]
+        assert [float(s) for s in steps] == [5.0] * len(steps)
+        assert len({s.untyped_storage().data_ptr() for s in steps}) == 1  # one tensor under all the counters
+        th.save(opt.state_dict(), tmp_path / "opt.pt")
+        opt.load_state_dict(th.load(tmp_path / "opt.pt", weights_only=True))
+    _train(fast, 2, config.batch_size)
+    for opt in (fast.critic.optimizer, fast.actor.optimizer):
+        params = opt.param_groups[0]["params"]
+        assert [float(opt.state[p]["step"]) for p in params] == [7.0] * len(params)
