@@ -468,7 +468,8 @@ class _AdamStep:
 def share_steps(states: list[dict[str, Any]]) -> th.Tensor:
     """Re-home the ``step`` counters of these optimiser states as views of one tensor, which is returned: one
     ``add_`` then counts a step for all (a ``_foreach_add_`` over the scalars costs a few microseconds each here). The
-    values and the states' keys are unchanged; a state loaded from a checkpoint gets its own tensor again."""
+    values and the states' keys are unchanged. A state loaded from a checkpoint brings tensors of its own, which the
+    next bind shares again."""
     flat = th.stack([s["step"] for s in states])
     for i, s in enumerate(states):
         s["step"] = flat[i]

@@ -261,8 +261,9 @@ class _GroupedAdam:
                 states = [o.state[p] for o in opts for p in o.param_groups[0]["params"]]
                 if all("exp_avg" in s for s in states):
                     self._states = [o.state for o in opts]
-                    self._steps = share_steps(states)
                     params = [p for o in opts for p in o.param_groups[0]["params"]]
+                    on_cpu = all(p.device.type == "cpu" for p in params)  # else the counters stay as torch made them
+                    self._steps = share_steps(states) if on_cpu else None
                     self._lists = (
                         params,
                         [s["exp_avg"] for s in states],
