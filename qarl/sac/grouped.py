@@ -94,21 +94,10 @@ class _GroupedStackedMLP(_StackedMLP):
 
     def backward(self, acts: list[th.Tensor], dq: th.Tensor, param_grads: bool, input_cols: slice | None) -> Any:
         """As :meth:`_StackedMLP.backward`; the input gradient (K, B, cols) is summed over each model's critics."""
-        if input_cols is None:
-            return super().backward(acts, dq, param_grads, None)
-        if self.linear is not None:
-            grads = th.stack(self._backward_each(acts, dq, param_grads, input_cols) or [])
-            return grads.view(self.groups, self.per_group, *grads.shape[1:]).sum(1)
-        dh = dq
-        for i in range(len(self.weights) - 1, -1, -1):
-            if param_grads:
-                th.bmm(dh.transpose(1, 2), acts[i], out=self.grad_weights[i])
-                th.sum(dh, dim=1, out=self.grad_biases[i])
-            if i > 0:
-                dh = th.bmm(dh, self.weights[i], out=self.input_grads[i - 1])
-                th.ops.aten.threshold_backward.grad_input(dh, acts[i], 0.0, grad_input=dh)
-        grad = th.bmm(dh, self.weights[0][:, :, input_cols])
-        return grad.view(self.groups, self.per_group, *grad.shape[1:]).sum(1)
+        grads_t = self.input_grads_t(acts, dq, param_grads, input_cols)
+        if grads_t is None:
+            return None
+        return grads_t.view(self.groups, self.per_group, *grads_t.shape[1:]).sum(1).transpose(1, 2)
 
 
 class _StackedActors:
@@ -158,6 +147,11 @@ class _StackedActors:
         widths = [o for o, _ in self.shapes]
         self.acts = [th.empty(k, 2 * batch_size, w, device=device) for w in widths]
         self.input_grads = [th.empty(k, batch_size, w, device=device) for w in widths]
+        # narrow products transposed, as in qarl.sac.fast._StackedMLP.input_grads_t: the heads' output and the
+        # first layer's weight gradient
+        self.heads_t = th.empty(k, 2 * a_dim, 2 * batch_size, device=device)
+        o0, i0 = self.shapes[0]
+        self.grad_w0_t = th.empty(k, i0, o0, device=device)
 
     def _rehome(self, lin: nn.Linear, w: th.Tensor, b: th.Tensor, gw: th.Tensor, gb: th.Tensor) -> None:
         w.copy_(lin.weight.detach())
@@ -190,12 +184,15 @@ class _StackedActors:
             for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
                 acts.append([linear(h, w[j], b[j, 0], "relu", [], "") for j, h in enumerate(acts[-1])])
             w, b = self.weights[-1], self.biases[-1]
-            return acts, th.stack([th.addmm(b[j, 0], h, w[j].t()) for j, h in enumerate(acts[-1])])
+            for j, h in enumerate(acts[-1]):
+                th.addmm(b[j, 0].unsqueeze(1), w[j], h.t(), out=self.heads_t[j])
+            return acts, self.heads_t.transpose(1, 2)
         h, acts = x, [x]
         for w, b, out in zip(self.weights[:-1], self.biases[:-1], self.acts, strict=True):
             h = th.baddbmm(b, h, w.transpose(1, 2), out=out).relu_()
             acts.append(h)
-        return acts, th.baddbmm(self.biases[-1], h, self.weights[-1].transpose(1, 2))
+        b = self.biases[-1].transpose(1, 2)  # (K, 2|A|, 1)
+        return acts, th.baddbmm(b, self.weights[-1], h.transpose(1, 2), out=self.heads_t).transpose(1, 2)
 
     def backward(self, acts: list[th.Tensor], dhead: th.Tensor, batch_size: int) -> None:
         """Parameter gradients of the first ``batch_size`` rows of each actor from dL/d[mu, log_std] (K, B, 2|A|)."""
@@ -207,7 +204,11 @@ class _StackedActors:
         dh = dhead
         for i in range(last, -1, -1):
             inp = acts[i][:, :b]
-            th.bmm(dh.transpose(1, 2), inp, out=self.grad_weights[i])
+            if i == 0:  # dW^T = x^T dh, then transposed into place
+                th.bmm(inp.transpose(1, 2), dh, out=self.grad_w0_t)
+                self.grad_weights[0].copy_(self.grad_w0_t.transpose(1, 2))
+            else:
+                th.bmm(dh.transpose(1, 2), inp, out=self.grad_weights[i])
             th.sum(dh, dim=1, out=self.grad_biases[i])
             if i > 0:
                 dh = th.bmm(dh, self.weights[i], out=self.input_grads[i - 1])
@@ -222,9 +223,10 @@ class _StackedActors:
             dh = dhead[j]
             for i in range(last, -1, -1):
                 inp = acts[i][j][:b]
-                if i < last:  # hidden layer: the new tensor becomes the weight's gradient
-                    self.grads[2 * (i * self.k + j)] = linear(dh.t(), inp.t(), None, "none", [], "")
-                else:  # the (2|A|, width) heads
+                if i == 0:  # dW^T = x^T dh, then transposed into place
+                    th.mm(inp.t(), dh, out=self.grad_w0_t[j])
+                    self.grad_weights[0][j].copy_(self.grad_w0_t[j].t())
+                else:  # dW = dh^T inp (torch.mm, as in qarl.sac.fast._StackedMLP._backward_each)
                     th.mm(dh.t(), inp, out=self.grad_weights[i][j])
                 th.sum(dh, dim=0, out=self.grad_biases[i][j])
                 if i > 0:
