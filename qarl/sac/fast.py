@@ -22,6 +22,9 @@ same order of the optimiser steps, same random draws) for the MLP policies the s
   calls as SB3's ``ReplayBuffer.sample`` (runs stay a deterministic function of their seed, and the generator
   state after a step equals the SB3 path's), gathered into preallocated arrays shared with torch. Activations and
   input gradients live in preallocated buffers too (fresh 0.5 MB tensors per step cost page faults).
+- **Narrow products transposed**: a matmul whose output has only a few columns (the first layers' weight
+  gradients, 17-23 wide; the action gradient and the actor's heads, 6-12 wide) is computed with the narrow side on
+  the rows and the small result transposed into place, since matmul kernels vectorise along the output's columns.
 - **Adam through torch's fused kernel**, called directly on each SB3 optimiser's own state (:class:`_AdamStep`).
 - **Matmul kernels chosen by measurement** (:func:`choose_kernel`): where this torch build has oneDNN's fp32
   linear op (:func:`onednn_linear`), both paths are timed on the model's own shapes when it is built, and the faster
