@@ -15,7 +15,8 @@ S_c = the same for one critic, n = number of critics, d = obs dim, |A| = action 
 This is the work the algorithm needs (the "required" count, 1.114 GFLOP at the QARL settings), and it is the
 numerator of GFLOP/s for both learners. stable-baselines3 executes more: autograd also computes the critics' weight
 gradients of the actor loss (discarded at the next critic step) and the obs columns of the first critic layer's input
-gradient (the "executed by SB3" count, 1.259 GFLOP). Bias additions,
+gradient (the "executed by SB3" count, 1.259 GFLOP). The fast update computes the value heads' input gradients
+(outer products, counted here as 2 FLOP per element) as broadcast products rather than matmul calls. Bias additions,
 activations, the squashed Gaussian, Adam and the Polyak update are element-wise and not counted.
 """
 
