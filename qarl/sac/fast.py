@@ -34,8 +34,9 @@ same order of the optimiser steps, same random draws) for the MLP policies the s
   ``baddbmm``/``bmm`` path runs. Both are the same algorithm and are tested against SB3; they round differently,
   so the choice is recorded (``QSAC.matmul_kernel``, checkpoints, ``meta.json``) and kept on resume.
 
-``torch.compile`` is not used: matmuls are most of the step, and compiling the actor's element-wise tail (the one
-chain of element-wise operations between two matmuls) made it slower on the CPU (``results/benchmarks/update.md``).
+``torch.compile`` is not used: matmuls are most of the step. On the CPU, compiling the actor's element-wise tail (the
+one chain of element-wise operations between two matmuls) made it slower, and so did compiling the whole step, in
+inductor's default mode and in its max-autotune mode (``results/benchmarks/update.md``).
 
 Losses (stable-baselines3 ``SAC.train``; ``alpha`` is the temperature, per sample for QARL's adversary):
 
